@@ -50,15 +50,20 @@ class ColumnOffset:
     value: float
 
 
-def _apply_offsets_(logits: Tensor, offsets: Sequence[ColumnOffset], start: int) -> Tensor:
-    """Apply ``offsets`` in place to ``logits`` [c, M], whose first row is anchor ``start``."""
+def _apply_offsets(logits: Tensor, offsets: Sequence[ColumnOffset], start: int, inplace: bool) -> Tensor:
+    """Apply ``offsets`` to ``logits`` [c, M], whose first row is anchor ``start``.
+
+    ``inplace=True`` only inside :class:`_ChunkedLogSumExp`, where no autograd graph is recorded; on
+    the dense (autograd) path the gathered values must stay intact for backward.
+    """
     for offset in offsets:
         columns = offset.columns[start : start + logits.shape[0]].unsqueeze(1)  # [c, 1]
         present = columns >= 0
         index = columns.clamp(min=0)
         current = logits.gather(1, index)
         shifted = current + offset.value if offset.value != float("-inf") else torch.full_like(current, offset.value)
-        logits.scatter_(1, index, torch.where(present, shifted, current))
+        updated = torch.where(present, shifted, current)
+        logits = logits.scatter_(1, index, updated) if inplace else logits.scatter(1, index, updated)
     return logits
 
 
@@ -66,7 +71,7 @@ def _dense_logsumexp(
     anchors: Tensor, contrast: Tensor, offsets: Sequence[ColumnOffset], positive_block: PositiveBlock | None
 ) -> tuple[Tensor, Tensor | None]:
     """Both log-sum-exps on the full [A, M] logit matrix, differentiated by autograd."""
-    logits = _apply_offsets_(anchors @ contrast.T, offsets, 0)  # [A, M]
+    logits = _apply_offsets(anchors @ contrast.T, offsets, 0, inplace=False)  # [A, M]
     lse_all = torch.logsumexp(logits, dim=1)
     if positive_block is None:
         return lse_all, None
@@ -98,7 +103,7 @@ class _ChunkedLogSumExp(torch.autograd.Function):
         contrast_t = contrast.T
         for start in range(0, num_anchors, chunk_rows):
             stop = min(start + chunk_rows, num_anchors)
-            logits = _apply_offsets_(anchors[start:stop] @ contrast_t, offsets, start)  # [c, M]
+            logits = _apply_offsets(anchors[start:stop] @ contrast_t, offsets, start, inplace=True)  # [c, M]
             lse_all[start:stop] = torch.logsumexp(logits, dim=1)
             if positive_block is not None:
                 logits.masked_fill_(~positive_block(start, stop), float("-inf"))
@@ -121,7 +126,7 @@ class _ChunkedLogSumExp(torch.autograd.Function):
         for start in range(0, anchors.shape[0], ctx.chunk_rows):
             stop = min(start + ctx.chunk_rows, anchors.shape[0])
             anchor_chunk = anchors[start:stop]
-            logits = _apply_offsets_(anchor_chunk @ contrast_t, ctx.offsets, start)  # [c, M]
+            logits = _apply_offsets(anchor_chunk @ contrast_t, ctx.offsets, start, inplace=True)  # [c, M]
             if positive_block is not None:
                 # softmax over P(a), times the incoming gradient of lse_pos
                 grad_logits_pos = (logits - lse_pos[start:stop, None]).exp_()
