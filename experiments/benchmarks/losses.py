@@ -118,18 +118,21 @@ def floor_pass(anchors: Tensor, contrast: Tensor) -> None:
     grad_logits.T @ anchors  # [VN, D]   G^T @ A  (gradient w.r.t. the contrast set)
 
 
-def loss_function(method: str) -> Callable[[Tensor, Tensor], Tensor]:
-    """``features [N, V, D], labels [N] -> scalar loss`` for one of :data:`LOSS_METHODS`."""
+def loss_function(method: str, chunk_size: int | None = None) -> Callable[[Tensor, Tensor], Tensor]:
+    """``features [N, V, D], labels [N] -> scalar loss`` for one of :data:`LOSS_METHODS`.
+
+    ``chunk_size`` goes to the scpt losses (``None``: their automatic dense/chunked choice).
+    """
     import torch.nn.functional as F
 
     from scpt.losses import DSCLLoss, SupConLoss
 
     if method == "scpt":
-        return SupConLoss(temperature=TEMPERATURE)
+        return SupConLoss(temperature=TEMPERATURE, chunk_size=chunk_size)
     if method == "scpt-in":
-        return SupConLoss(temperature=TEMPERATURE, variant="in")
+        return SupConLoss(temperature=TEMPERATURE, variant="in", chunk_size=chunk_size)
     if method == "scpt-dscl":
-        return DSCLLoss(temperature=TEMPERATURE, alpha=DSCL_ALPHA)
+        return DSCLLoss(temperature=TEMPERATURE, alpha=DSCL_ALPHA, chunk_size=chunk_size)
     if method == "dense":
         return lambda features, labels: dense_supcon_out(features, labels, TEMPERATURE)
     if method == "pml":
@@ -145,7 +148,9 @@ def loss_function(method: str) -> Callable[[Tensor, Tensor], Tensor]:
     raise ValueError(f"unknown loss method {method!r}")
 
 
-def build_step(method: str, num_samples: int, dim: int, seed: int) -> tuple[Callable[[], float | None], Callable[[], Any]]:
+def build_step(
+    method: str, num_samples: int, dim: int, seed: int, chunk_size: int | None = None
+) -> tuple[Callable[[], float | None], Callable[[], Any]]:
     """Inputs and a closure running one forward + backward; also a getter for the inputs' gradient.
 
     The closure returns the loss value (``None`` for the floor, which has no loss).
@@ -159,7 +164,7 @@ def build_step(method: str, num_samples: int, dim: int, seed: int) -> tuple[Call
         return (lambda: floor_pass(anchors, contrast)), (lambda: None)
 
     features, labels = make_inputs(num_samples, dim, seed, requires_grad=True)
-    loss_fn = loss_function(method)
+    loss_fn = loss_function(method, chunk_size)
 
     def step() -> float:
         features.grad = None
@@ -175,13 +180,15 @@ def peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def run_worker(method: str, num_samples: int, dim: int, repeats: int, seed: int) -> dict[str, Any]:
+def run_worker(
+    method: str, num_samples: int, dim: int, repeats: int, seed: int, chunk_size: int | None = None
+) -> dict[str, Any]:
     """Memory pass (also the warm-up), then ``repeats`` timed passes; returns a JSON-able result."""
     import psutil
 
     import torch
 
-    step, gradient = build_step(method, num_samples, dim, seed)
+    step, gradient = build_step(method, num_samples, dim, seed, chunk_size)
     torch.ones(64, 64).matmul(torch.ones(64, 64)).exp_()  # start torch's thread pool outside the measurement
     current_rss = psutil.Process().memory_info().rss
     baseline = peak_rss_kib()
@@ -222,17 +229,25 @@ def worker_info() -> dict[str, Any]:
     }
 
 
+def error_summary(error: BaseException) -> str:
+    """A one-line reason for the table; torch's allocator failures are cut down to their point."""
+    lines = str(error).strip().splitlines()
+    message = lines[0] if lines else ""
+    if "DefaultCPUAllocator" in message:
+        message = "out of memory: " + message[message.index("DefaultCPUAllocator") :]
+    return f"{type(error).__name__}: {message}"[:200].rstrip(": ")
+
+
 def worker_main(args: argparse.Namespace) -> int:
     """Entry point of ``--worker``: print one result line (or an error line) on stdout."""
     try:
         if args.worker == "info":
             result: dict[str, Any] = worker_info()
         else:
-            result = run_worker(args.worker, args.n, args.d, args.repeats, args.seed)
+            result = run_worker(args.worker, args.n, args.d, args.repeats, args.seed, args.scpt_chunk_size)
         status = 0
     except BaseException as error:  # MemoryError, allocator RuntimeError, ...: report, do not crash
-        message = str(error).strip().splitlines()
-        result = {"error": f"{type(error).__name__}: {message[0][:200] if message else ''}".rstrip(": ")}
+        result = {"error": error_summary(error)}
         status = 1
     print(RESULT_MARKER + json.dumps(result), flush=True)
     return status
@@ -299,6 +314,8 @@ def run_subprocess(worker_args: Sequence[str], timeout_s: float) -> tuple[dict[s
 def measure(method: str, n: int, d: int, args: argparse.Namespace) -> Cell:
     """One fresh worker for (method, N, D)."""
     worker_args = [method, "--n", str(n), "--d", str(d), "--repeats", str(args.repeats), "--seed", str(args.seed)]
+    if args.scpt_chunk_size is not None:
+        worker_args += ["--scpt-chunk-size", str(args.scpt_chunk_size)]
     result, reason = run_subprocess(worker_args, args.timeout)
     if result is None:
         return Cell(method, n, d, status="failed", note=f"failed: {reason}")
@@ -340,7 +357,7 @@ def run_grid(args: argparse.Namespace) -> list[Cell]:
         if key in smaller_failed:
             cell = Cell(method, n, d, status="skipped", note="skipped (a smaller N ran out of memory or time)")
         elif estimate is not None and estimate > args.max_gib:
-            cell = Cell(method, n, d, status="skipped", note=f"skipped (est. {estimate:.1f} GiB)")
+            cell = Cell(method, n, d, status="skipped", note=f"skipped (est. {estimate:.3g} GiB)")
             previous[key] = (n, estimate)
         else:
             cell = measure(method, n, d, args)
@@ -418,11 +435,19 @@ def find(cells: Sequence[Cell], method: str, n: int, d: int) -> Cell | None:
 
 
 def ok_time(cell: Cell | None) -> float | None:
+    """The cell's time if it was measured, else ``None``."""
     return cell.time if cell is not None and cell.status == "ok" else None
 
 
 def ok_rss(cell: Cell | None) -> float | None:
+    """The cell's rss_gib if it was measured, else ``None``."""
     return cell.rss_gib if cell is not None and cell.status == "ok" else None
+
+
+def shorten(text: str, limit: int = 90) -> str:
+    """``text`` cut to ``limit`` characters (with an ellipsis) and made safe for a markdown cell."""
+    text = text.replace("|", "/")
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def table_row(cell: Cell, cells: Sequence[Cell], rtol: float) -> str:
@@ -430,8 +455,9 @@ def table_row(cell: Cell, cells: Sequence[Cell], rtol: float) -> str:
     scpt, floor = find(cells, "scpt", cell.n, cell.d), find(cells, "floor", cell.n, cell.d)
     head = [str(cell.n), str(cell.d), str(VIEWS * cell.n), cell.method]
     if cell.status != "ok":
-        return "| " + " | ".join(head + [cell.note, "—", "—", "—", "—", "—"]) + " |"
-    rss = f"{cell.rss_gib:.3f}" + (f" (slack {cell.baseline_slack_gib:.2f})" if cell.baseline_slack_gib > 0.0625 else "")
+        return "| " + " | ".join(head + [shorten(cell.note), "—", "—", "—", "—", "—"]) + " |"
+    slack = cell.baseline_slack_gib
+    rss = f"{cell.rss_gib:.3f}" + (f" (slack {slack:.2f})" if slack > 0.0625 else "")  # see run_worker
     rss_ratio = "n/a (floor)" if cell.method == "floor" else ratio(cell.rss_gib, ok_rss(scpt))
     values = [
         f"{cell.time:.4g}",
@@ -446,7 +472,8 @@ def table_row(cell: Cell, cells: Sequence[Cell], rtol: float) -> str:
 
 def format_table(cells: Sequence[Cell], rtol: float) -> list[str]:
     """The markdown table."""
-    columns = ["N", "D", "VN", "method", "time (s)", "time / scpt", "time / floor", "peak RSS +GiB", "RSS / scpt", "loss agreement"]
+    columns = ["N", "D", "VN", "method", "time (s)", "time / scpt", "time / floor"]
+    columns += ["peak RSS +GiB", "RSS / scpt", "loss agreement"]
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     return lines + [table_row(cell, cells, rtol) for cell in cells]
 
@@ -479,7 +506,7 @@ def summary_line(cells: Sequence[Cell]) -> str:
     scpt = find(cells, "scpt", n, d)
     scpt_time = ok_time(scpt)
     if scpt_time is None:
-        return f"{prefix}: no scpt measurement."
+        return f"{prefix}: no scpt measurement (scpt failed, was skipped or was not selected)."
     pml, dense, floor = (find(cells, m, n, d) for m in ("pml", "dense", "floor"))
     floor_time = ok_time(floor)
     floor_text = f"{scpt_time / floor_time:.1f}x the floor" if floor_time else "no floor time"
@@ -505,9 +532,10 @@ def cpu_model() -> str:
 def git_revision() -> str:
     """Short commit of the repository holding this script, with '+dirty' if it has changes."""
     root = Path(__file__).resolve().parent
+    git = ["git", "-C", str(root)]
     try:
-        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "scpt"], capture_output=True, text=True, timeout=10)
+        rev = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", "scpt"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if rev.returncode == 0 else "unknown"
@@ -527,7 +555,8 @@ def machine_header(args: argparse.Namespace) -> list[str]:
         f"@ {git_revision()}; load average at start {load}.",
         f"Setup: V={VIEWS}, tau={TEMPERATURE}, {NUM_CLASSES} classes (seed {args.seed}), fp32; time = median of "
         f"{args.repeats} forward+backward passes after one warm-up pass (the memory pass); peak RSS +GiB = "
-        f"ru_maxrss increase over one pass in a fresh process; cells estimated above {args.max_gib:g} GiB are skipped.",
+        f"ru_maxrss increase over one pass in a fresh process; cells estimated above {args.max_gib:g} GiB are skipped"
+        + (f"; scpt losses with chunk_size={args.scpt_chunk_size}." if args.scpt_chunk_size else "."),
     ]
 
 
@@ -537,6 +566,9 @@ def write_atomic(path: Path, text: str, force: bool) -> None:
         raise FileExistsError(f"{path} exists; pass --force to overwrite it")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
@@ -549,16 +581,21 @@ def write_atomic(path: Path, text: str, force: bool) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options (``--worker`` and its companions are internal)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024, 4096, 8192], help="batch sizes N")
     parser.add_argument("--dims", type=int, nargs="+", default=[128, 768], help="embedding sizes D")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per cell (median)")
-    parser.add_argument("--max-gib", type=float, default=8.0, help="skip cells whose estimated peak RSS increase exceeds this")
+    parser.add_argument(
+        "--max-gib", type=float, default=8.0, help="skip cells whose estimated peak RSS increase exceeds this"
+    )
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="methods to run")
     parser.add_argument("--out", type=Path, help="also write the markdown to this file (atomically)")
     parser.add_argument("--force", action="store_true", help="let --out overwrite an existing file")
     parser.add_argument("--seed", type=int, default=0, help="seed of the inputs and labels")
     parser.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance of the loss/gradient agreement")
+    parser.add_argument(
+        "--scpt-chunk-size", type=int, help="chunk_size for the scpt losses (default: scpt's automatic choice)"
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds before a worker is killed")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -566,6 +603,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeats < 1 or min(args.sizes) < 1 or min(args.dims) < 1:
         parser.error("--repeats, --sizes and --dims must be >= 1")
+    if args.scpt_chunk_size is not None and args.scpt_chunk_size < 1:
+        parser.error("--scpt-chunk-size must be >= 1")
     args.methods = [m for m in METHODS if m in args.methods]  # canonical order, no duplicates
     args.dims = list(dict.fromkeys(args.dims))
     args.sizes = sorted(set(args.sizes))
