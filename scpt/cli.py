@@ -66,6 +66,11 @@ def env_command(argv: list[str]) -> int:
 
 COMMANDS: dict[str, Command] = {
     "env": Command("print versions, threads and the data location (for bug reports)", "scpt.cli:env_command"),
+    "data": Command("download, verify and count the ABSA datasets (SemEval-2014, MAMS)", "scpt.data.commands:main"),
+    "finetune": Command(
+        "phase 2, aspect sentiment: {fit,validate,test,predict} (Lightning CLI), or 'seeds' for multi-seed runs",
+        "scpt.finetune.cli:main",
+    ),
 }
 
 

@@ -1,0 +1,106 @@
+"""``scpt finetune {fit,validate,test,predict}`` (Lightning CLI) and ``scpt finetune seeds`` (multi-seed runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import BasePredictionWriter
+from pytorch_lightning.cli import LightningCLI
+
+from scpt.finetune.datamodule import AspectSentimentDataModule
+from scpt.finetune.module import AspectSentimentModule
+
+
+def write_atomically(path: Path, text: str, overwrite: bool = False) -> None:
+    """Write ``text`` to ``path`` via a temporary file and ``os.replace``; refuse to clobber unless asked."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; refusing to overwrite it (remove it or choose another path)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class JsonlPredictionWriter(BasePredictionWriter):
+    """Writes one JSON line per input: the input, the predicted label and the class probabilities."""
+
+    def __init__(self, output: str | Path) -> None:
+        super().__init__(write_interval="epoch")
+        self.output = Path(output)
+        if self.output.exists():
+            raise FileExistsError(f"prediction output {self.output} exists; refusing to overwrite it")
+
+    def write_on_epoch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, predictions: Sequence[Any], batch_indices: Any
+    ) -> None:
+        instances = trainer.datamodule.predict_instances
+        names = pl_module.class_names
+        lines = []
+        for batch in predictions:
+            for index, probs in zip(batch["index"].tolist(), batch["probs"].tolist()):
+                instance = instances[index]
+                lines.append(
+                    json.dumps(
+                        {
+                            "line": int(instance.sentence_id),
+                            "text": instance.text,
+                            "aspect": instance.term,
+                            "from": instance.start,
+                            "to": instance.end,
+                            "label": names[max(range(len(probs)), key=probs.__getitem__)],
+                            "probs": dict(zip(names, probs)),
+                        }
+                    )
+                )
+        write_atomically(self.output, "\n".join(lines) + "\n")
+
+
+class FinetuneCLI(LightningCLI):
+    """Lightning CLI for phase 2: the datamodule's tokenizer follows ``--model.encoder``."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.link_arguments("model.encoder", "data.encoder")
+
+    def before_predict(self) -> None:
+        output = self.datamodule.hparams.predict_output
+        if output is None:
+            raise ValueError("predict needs --data.predict_output (the JSON lines file to write)")
+        self.trainer.callbacks.append(JsonlPredictionWriter(output))
+
+
+def build_cli(args: list[str], run: bool = True) -> FinetuneCLI:
+    """The fine-tuning CLI on ``args`` (``run=False``: parse and instantiate only)."""
+    with warnings.catch_warnings():
+        # `scpt finetune ...` always passes args explicitly; Lightning warns when sys.argv differs.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        return FinetuneCLI(
+            AspectSentimentModule,
+            AspectSentimentDataModule,
+            args=args,
+            run=run,
+            subclass_mode_model=False,
+            subclass_mode_data=False,
+        )
+
+
+def main(argv: list[str]) -> int:
+    """``scpt finetune ...``: ``seeds`` runs the multi-seed runner, anything else goes to the Lightning CLI."""
+    if argv and argv[0] == "seeds":
+        from scpt.finetune.seeds import main as seeds_main
+
+        return seeds_main(argv[1:])
+    build_cli(argv)
+    return 0

@@ -1,0 +1,115 @@
+"""``scpt finetune seeds``: fine-tune with N seeds, select each on dev, test it, tabulate mean ± std.
+
+    scpt finetune seeds --config configs/finetune/restaurants.yaml --seeds 1 2 3 --output-dir runs/seeds/restaurants
+
+Each seed runs ``fit`` then ``test`` on its best dev checkpoint, in ``<output-dir>/seed<k>/``, and
+writes ``result.json`` there; a seed whose result exists is not run again (resume after a crash).
+``summary.md`` and ``summary.json`` are rebuilt from the per-seed results after every seed.
+Arguments after ``--`` go to the Lightning CLI (e.g. ``-- --trainer.max_epochs 2``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from scpt.finetune.cli import build_cli, write_atomically
+
+#: Metrics shown in the summary table, in order (others stay in the JSON).
+TABLE_METRICS = ("acc", "macro_f1", "ise_acc", "ese_acc")
+
+
+def run_seed(config_args: list[str], seed: int, run_dir: Path) -> dict[str, Any]:
+    """Fit with ``seed``, test the best dev checkpoint, and return the result record."""
+    started = time.perf_counter()
+    cli = build_cli(
+        [
+            *config_args,
+            f"--seed_everything={seed}",
+            f"--trainer.default_root_dir={run_dir}",
+            f"--trainer.logger.init_args.save_dir={run_dir}",  # CSV, TensorBoard and W&B loggers all take it
+        ],
+        run=False,
+    )
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    checkpoint = cli.trainer.checkpoint_callback
+    if checkpoint is None or not checkpoint.best_model_path:
+        raise RuntimeError("no best checkpoint was saved: the config needs a ModelCheckpoint monitoring a dev metric")
+    tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint.best_model_path, weights_only=True)
+    return {
+        "seed": seed,
+        "best_checkpoint": checkpoint.best_model_path,
+        "selected_on": checkpoint.monitor,
+        "dev_score": float(checkpoint.best_model_score),
+        "test": {key.removeprefix("test/"): float(value) for key, value in tested[0].items()},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean, sample standard deviation and count of every test metric over seeds."""
+    keys = sorted({key for result in results for key in result["test"]})
+    summary = {}
+    for key in keys:
+        values = [result["test"][key] for result in results if key in result["test"]]
+        std = statistics.stdev(values) if len(values) > 1 else math.nan
+        summary[key] = {"mean": statistics.fmean(values), "std": std, "n": len(values)}
+    return summary
+
+
+def markdown_table(results: list[dict[str, Any]], summary: dict[str, dict[str, float]]) -> str:
+    """Per-seed rows and a mean ± std row for :data:`TABLE_METRICS` (those present)."""
+    metrics = [m for m in TABLE_METRICS if m in summary]
+    lines = [
+        "| seed | " + " | ".join(metrics) + " | dev score | minutes |",
+        "|---|" + "---|" * len(metrics) + "---|---|",
+    ]
+    for result in results:
+        cells = [f"{result['test'][m]:.2f}" if m in result["test"] else "n/a" for m in metrics]
+        lines.append(f"| {result['seed']} | " + " | ".join(cells) + f" | {result['dev_score']:.2f} | {result['seconds'] / 60:.1f} |")
+    means = [f"**{summary[m]['mean']:.2f} ± {summary[m]['std']:.2f}**" for m in metrics]
+    lines.append("| mean ± std | " + " | ".join(means) + " | | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    if "--" in argv:
+        split = argv.index("--")
+        argv, passthrough = argv[:split], argv[split + 1 :]
+    else:
+        passthrough = []
+    parser = argparse.ArgumentParser(prog="scpt finetune seeds", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", action="append", required=True, help="Lightning CLI config (repeatable)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--output-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    config_args = [item for path in args.config for item in ("--config", path)] + passthrough
+
+    results = []
+    for seed in args.seeds:
+        run_dir = args.output_dir / f"seed{seed}"
+        result_file = run_dir / "result.json"
+        if result_file.exists():
+            print(f"[seeds] seed {seed}: done before, reading {result_file}")
+            result = json.loads(result_file.read_text())
+        else:
+            print(f"[seeds] seed {seed}: fine-tuning in {run_dir}")
+            result = run_seed(config_args, seed, run_dir)
+            write_atomically(result_file, json.dumps(result, indent=2) + "\n")
+        results.append(result)
+        summary = summarize(results)
+        table = markdown_table(results, summary)
+        write_atomically(args.output_dir / "summary.md", table, overwrite=True)
+        write_atomically(
+            args.output_dir / "summary.json",
+            json.dumps({"configs": args.config, "extra_args": passthrough, "runs": results, "summary": summary}, indent=2)
+            + "\n",
+            overwrite=True,
+        )
+    print(table, end="")
+    return 0
