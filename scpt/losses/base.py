@@ -47,7 +47,9 @@ def mean_over_valid(anchor_losses: AnchorLosses, scale: float, graph_source: Ten
     (its gradient is 0), so a training step can call ``backward()`` on it unconditionally.
     """
     if anchor_losses.losses.numel() == 0:
-        return graph_source.sum() * 0.0
+        # x * 0 elementwise stays 0 for any finite x (a sum first could overflow to inf, and inf * 0 is
+        # NaN); adding to +0.0 turns a -0.0 sum into +0.0.
+        return graph_source.new_zeros(()) + (graph_source * 0.0).sum()
     return anchor_losses.losses.mean() * scale
 
 
@@ -95,6 +97,12 @@ class ContrastiveLoss(nn.Module):
         return f"temperature={self.temperature}, base_temperature={self.base_temperature}, normalize={self.normalize}"
 
 
-def autocast_off(device: torch.device) -> torch.autocast:
-    """A context that disables autocast, so the loss runs in the dtype of its inputs (fp32 or fp64)."""
-    return torch.autocast(device_type=device.type, enabled=False)
+def autocast_off(owner: str, name: str, x: Tensor) -> torch.autocast:
+    """A context that disables autocast on ``x``'s device, so the loss runs in fp32 (or fp64).
+
+    Raises:
+        ValueError: ``x`` is not a tensor (checked here because the device is read first).
+    """
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{owner}: {name} must be a torch.Tensor, got {type(x).__name__}")
+    return torch.autocast(device_type=x.device.type, enabled=False)

@@ -42,16 +42,21 @@ def check_finite(owner: str, name: str, x: Tensor) -> None:
 
 
 def normalize_rows(owner: str, name: str, rows: Tensor, row_names: str = "row") -> Tensor:
-    """``rows / ||rows||`` along the last dim, refusing zero vectors (no epsilon that changes values)."""
-    norms = torch.linalg.vector_norm(rows, dim=-1, keepdim=True)
-    zero = norms.squeeze(-1) == 0
+    """``rows / ||rows||`` along the last dim, refusing zero vectors (no epsilon that changes values).
+
+    Each row is first divided by its largest absolute entry, so the norm neither overflows (entries
+    ~1e20 in fp32) nor underflows (~1e-25) and the result is scale-invariant at any magnitude.
+    """
+    largest = rows.abs().amax(dim=-1, keepdim=True)
+    zero = largest.squeeze(-1) == 0
     if bool(zero.any()):
         bad = tuple(int(i) for i in zero.nonzero()[0])
         raise ValueError(
             f"{owner}: {name} has a zero vector at {row_names} {bad if len(bad) > 1 else bad[0]}; "
             "it has no direction to normalize (pass normalize=False to use raw dot products)"
         )
-    return rows / norms
+    rescaled = rows / largest
+    return rescaled / torch.linalg.vector_norm(rescaled, dim=-1, keepdim=True)
 
 
 def check_features(owner: str, features: Tensor) -> Tensor:

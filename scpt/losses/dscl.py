@@ -105,7 +105,7 @@ class DSCLLoss(ContrastiveLoss):
         owner = type(self).__name__
         if labels is None:
             raise ValueError(f"{owner}: labels are required (DSCL is supervised); got None")
-        with autocast_off(features.device):
+        with autocast_off(owner, "features", features):
             z, num_samples, num_views = self.flat_views(features)
             view_labels = check_labels(owner, labels, num_samples).to(z.device).repeat_interleave(num_views)
             sample_ids = torch.arange(num_samples, device=z.device).repeat_interleave(num_views)

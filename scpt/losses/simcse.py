@@ -94,7 +94,7 @@ class SimCSELoss(nn.Module):
 
     def forward(self, z1: Tensor, z2: Tensor, hard_negatives: Tensor | None = None) -> Tensor:
         """Mean loss over the N anchors: ``z1``, ``z2`` (and ``hard_negatives``) are ``[N, D]``."""
-        with autocast_off(z1.device):
+        with autocast_off(type(self).__name__, "z1", z1):
             z1 = self._prepare("z1", z1, None)
             z2 = self._prepare("z2", z2, tuple(z1.shape)).to(z1.dtype)
             if hard_negatives is not None:

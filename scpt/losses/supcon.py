@@ -139,7 +139,7 @@ class SupConLoss(ContrastiveLoss):
         owner = type(self).__name__
         if labels is not None and mask is not None:
             raise ValueError(f"{owner}: pass labels or mask, not both")
-        with autocast_off(features.device):
+        with autocast_off(owner, "features", features):
             z, num_samples, num_views = self.flat_views(features)
             sample_ids = torch.arange(num_samples, device=z.device).repeat_interleave(num_views)
             if mask is not None:
