@@ -99,7 +99,8 @@ def test_supcon_temperatures_and_normalize(variant, temperature, base_temperatur
     loss_fn = SupConLoss(temperature, base_temperature, variant, normalize=normalize, chunk_size=chunk_size)
     got = loss_fn(features, labels)
     expected = ref.supcon_batch(
-        features, labels, temperature=temperature, base_temperature=base_temperature, variant=variant, normalize=normalize
+        features, labels, temperature=temperature, base_temperature=base_temperature, variant=variant,
+        normalize=normalize,
     )
     ref.assert_rel(got, expected)
 
@@ -185,7 +186,9 @@ def test_simcse_matches_reference(hard, weight, normalize, chunk_size):
 @pytest.mark.parametrize("chunk_size", CHUNKS)
 def test_simcse_per_anchor_losses(chunk_size):
     g = torch.Generator().manual_seed(32)
-    z1, z2, z3 = (torch.nn.functional.normalize(torch.randn(5, 4, generator=g, dtype=torch.float64), dim=1) for _ in range(3))
+    z1, z2, z3 = (
+        torch.nn.functional.normalize(torch.randn(5, 4, generator=g, dtype=torch.float64), dim=1) for _ in range(3)
+    )
     got = simcse_anchor_losses(z1, z2, z3, temperature=0.2, hard_negative_weight=0.5, chunk_size=chunk_size)
     assert got.valid.all()
     expected = ref.simcse_anchor_losses(z1, z2, z3, temperature=0.2, hard_negative_weight=0.5, normalize=False)
@@ -231,7 +234,9 @@ def test_supcon_core_per_anchor_matches_module_layout(variant, chunk_size):
     got = supcon_anchor_losses(
         z, z, SameLabel.from_labels(labels, labels), torch.arange(n * v), 0.1, variant, chunk_size
     )
-    expected = ref.supcon_anchor_losses(z, z, ref.positives_from_labels(labels, labels), list(range(n * v)), 0.1, variant)
+    expected = ref.supcon_anchor_losses(
+        z, z, ref.positives_from_labels(labels, labels), list(range(n * v)), 0.1, variant
+    )
     assert got.valid.tolist() == [x is not None for x in expected]
     ref.assert_rel(got.losses, [x for x in expected if x is not None])
 
@@ -259,7 +264,12 @@ def test_supcon_core_with_memory_queue(variant, chunk_size):
         chunk_size,
     )
     expected = ref.supcon_anchor_losses(
-        batch, contrast, ref.positives_from_labels(batch_labels, contrast_labels), list(range(batch_views)), 0.2, variant
+        batch,
+        contrast,
+        ref.positives_from_labels(batch_labels, contrast_labels),
+        list(range(batch_views)),
+        0.2,
+        variant,
     )
     assert [x is not None for x in expected] == [True, True, True, True, True, True, False, True]
     assert got.valid.tolist() == [x is not None for x in expected]
