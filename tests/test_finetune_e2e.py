@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from scpt import cli
 from scpt.finetune.datamodule import read_prediction_inputs
@@ -41,6 +42,8 @@ def test_fit_test_predict_through_the_cli(tiny_bert_dir: Path, tmp_path: Path) -
     assert len(checkpoints) == 1
     saved = (tmp_path / "restaurants/version_0/config.yaml").read_text()
     assert "learning_rate: 5.0e-05" in saved and str(tiny_bert_dir) in saved  # the run's config is recorded
+    logged = yaml.safe_load((tmp_path / "restaurants/version_0/hparams.yaml").read_text())
+    assert logged["seed_everything"] == 42 and logged["learning_rate"] == 5e-5 and logged["dataset"] == "restaurants"
 
     # metrics.csv holds the dev metrics of both epochs, on a 0-100 scale
     rows = (tmp_path / "restaurants/version_0/metrics.csv").read_text().splitlines()
@@ -49,6 +52,8 @@ def test_fit_test_predict_through_the_cli(tiny_bert_dir: Path, tmp_path: Path) -
     # 48 instances / batch 16 = 3 batches; val_check_interval 0.5 -> every int(3 * 0.5) = 1 batch; 2 epochs
     assert len(dev_acc) == 6 and all(0.0 <= a <= 100.0 for a in dev_acc)
 
+    with pytest.raises(ValueError, match="needs --ckpt_path"):
+        cli.main(["finetune", "test", *small_run_args(tiny_bert_dir, tmp_path / "untrained")])
     test_args = [*small_run_args(tiny_bert_dir, tmp_path / "test"), "--ckpt_path", str(checkpoints[0])]
     assert cli.main(["finetune", "test", *test_args]) == 0
 

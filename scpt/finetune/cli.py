@@ -74,7 +74,31 @@ class FinetuneCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.link_arguments("model.encoder", "data.encoder")
 
+    def _require_checkpoint(self) -> None:
+        if self.config[self.subcommand].get("ckpt_path") is None:
+            raise ValueError(
+                f"scpt finetune {self.subcommand} needs --ckpt_path: the fine-tuned checkpoint to evaluate "
+                "(fit prints the best one; without it the classifier head would be untrained)"
+            )
+
+    def before_fit(self) -> None:
+        if self.trainer.logger is not None:  # the seed is a hyperparameter of the run, next to the module's
+            self.trainer.logger.log_hyperparams({"seed_everything": self.config["fit"]["seed_everything"]})
+
+    def after_fit(self) -> None:
+        checkpoint = self.trainer.checkpoint_callback
+        if checkpoint is not None and checkpoint.best_model_path and self.trainer.is_global_zero:
+            print(
+                f"best checkpoint ({checkpoint.monitor} = {float(checkpoint.best_model_score):.2f}): "
+                f"{checkpoint.best_model_path}\nevaluate it on test with the same config and "
+                f"--ckpt_path {checkpoint.best_model_path}"
+            )
+
+    def before_test(self) -> None:
+        self._require_checkpoint()
+
     def before_predict(self) -> None:
+        self._require_checkpoint()
         output = self.datamodule.hparams.predict_output
         if output is None:
             raise ValueError("predict needs --data.predict_output (the JSON lines file to write)")
