@@ -48,23 +48,27 @@ class JsonlPredictionWriter(BasePredictionWriter):
     ) -> None:
         instances = trainer.datamodule.predict_instances
         names = pl_module.class_names
+        rows = sorted(
+            (index, probs)
+            for batch in predictions
+            for index, probs in zip(batch["index"].tolist(), batch["probs"].tolist())
+        )  # input order (batches are length-sorted)
         lines = []
-        for batch in predictions:
-            for index, probs in zip(batch["index"].tolist(), batch["probs"].tolist()):
-                instance = instances[index]
-                lines.append(
-                    json.dumps(
-                        {
-                            "line": int(instance.sentence_id),
-                            "text": instance.text,
-                            "aspect": instance.term,
-                            "from": instance.start,
-                            "to": instance.end,
-                            "label": names[max(range(len(probs)), key=probs.__getitem__)],
-                            "probs": dict(zip(names, probs)),
-                        }
-                    )
+        for index, probs in rows:
+            instance = instances[index]
+            lines.append(
+                json.dumps(
+                    {
+                        "line": int(instance.sentence_id),
+                        "text": instance.text,
+                        "aspect": instance.term,
+                        "from": instance.start,
+                        "to": instance.end,
+                        "label": names[max(range(len(probs)), key=probs.__getitem__)],
+                        "probs": dict(zip(names, probs)),
+                    }
                 )
+            )
         write_atomically(self.output, "\n".join(lines) + "\n")
 
 
