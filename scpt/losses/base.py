@@ -8,7 +8,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from scpt.losses.checks import check_features, check_positive, normalize_rows
+from scpt.losses.checks import check_chunk_size, check_features, check_positive, normalize_rows
 
 
 class AnchorLosses(NamedTuple):
@@ -69,9 +69,7 @@ class ContrastiveLoss(nn.Module):
             self.temperature if base_temperature is None else check_positive(owner, "base_temperature", base_temperature)
         )
         self.normalize = bool(normalize)
-        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"{owner}: chunk_size must be None (automatic) or an int >= 1, got {chunk_size!r}")
-        self.chunk_size = chunk_size
+        self.chunk_size = check_chunk_size(owner, chunk_size)
         self.last_stats: LossStats | None = None
 
     @property

@@ -24,6 +24,13 @@ def check_unit_interval(owner: str, name: str, value: float) -> float:
     return float(value)
 
 
+def check_chunk_size(owner: str, value: int | None) -> int | None:
+    """``None`` (automatic) or a positive number of anchor rows per chunk."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{owner}: chunk_size must be None (automatic) or an int >= 1, got {value!r}")
+    return value
+
+
 def as_compute_dtype(owner: str, name: str, x: Tensor) -> Tensor:
     """Floating features in the dtype the loss is computed in: half precision goes to fp32."""
     if not isinstance(x, Tensor):

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from scpt.losses.base import AnchorLosses, LossStats, autocast_off
-from scpt.losses.checks import as_compute_dtype, check_finite, check_positive, normalize_rows
+from scpt.losses.checks import as_compute_dtype, check_chunk_size, check_finite, check_positive, normalize_rows
 from scpt.losses.logsumexp import ColumnOffset, similarity_logsumexp
 
 
@@ -77,9 +77,7 @@ class SimCSELoss(nn.Module):
             raise ValueError(f"{owner}: hard_negative_weight must be a finite number, got {hard_negative_weight!r}")
         self.hard_negative_weight = float(hard_negative_weight)
         self.normalize = bool(normalize)
-        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"{owner}: chunk_size must be None (automatic) or an int >= 1, got {chunk_size!r}")
-        self.chunk_size = chunk_size
+        self.chunk_size = check_chunk_size(owner, chunk_size)
         self.last_stats: LossStats | None = None
 
     def _prepare(self, name: str, z: Tensor, shape: tuple[int, ...] | None) -> Tensor:
