@@ -41,9 +41,9 @@ def test_fit_test_predict_through_the_cli(tiny_bert_dir: Path, tmp_path: Path) -
     checkpoints = sorted(tmp_path.glob("restaurants/version_0/checkpoints/best-*.ckpt"))
     assert len(checkpoints) == 1
     saved = (tmp_path / "restaurants/version_0/config.yaml").read_text()
-    assert "learning_rate: 5.0e-05" in saved and str(tiny_bert_dir) in saved  # the run's config is recorded
+    assert "learning_rate: 0.0001" in saved and str(tiny_bert_dir) in saved  # the run's config is recorded
     logged = yaml.safe_load((tmp_path / "restaurants/version_0/hparams.yaml").read_text())
-    assert logged["seed_everything"] == 42 and logged["learning_rate"] == 5e-5 and logged["dataset"] == "restaurants"
+    assert logged["seed_everything"] == 42 and logged["learning_rate"] == 1e-4 and logged["dataset"] == "restaurants"
 
     # metrics.csv holds the dev metrics of both epochs, on a 0-100 scale
     rows = (tmp_path / "restaurants/version_0/metrics.csv").read_text().splitlines()

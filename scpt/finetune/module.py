@@ -79,7 +79,7 @@ class AspectSentimentModule(pl.LightningModule):
         head_dim: int = 256,
         dropout: float = 0.1,
         label_smoothing: float = 0.01,
-        learning_rate: float = 5e-5,
+        learning_rate: float = 1e-4,
         weight_decay: float = 0.015,
         warmup_ratio: float = 0.1,
     ) -> None:
