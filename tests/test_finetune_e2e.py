@@ -15,7 +15,7 @@ import yaml
 from scpt import cli
 from scpt.finetune.datamodule import read_prediction_inputs
 from scpt.finetune.module import AspectSentimentModule, linear_warmup_decay, no_decay_parameter_groups
-from scpt.finetune.seeds import summarize
+from scpt.finetune.seeds import markdown_table, summarize
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "finetune" / "restaurants.yaml"
 needs_data = pytest.mark.skipif(not Path(os.environ.get("SCPT_DATA_DIR", "/nonexistent")).is_dir(), reason="no data")
@@ -106,6 +106,9 @@ def test_summarize_uses_sample_std() -> None:
     summary = summarize(runs)
     assert summary["acc"] == {"mean": 82.0, "std": 2.0, "n": 3}
     assert summary["ise_acc"]["mean"] == 62.0 and summary["ise_acc"]["n"] == 2
+    single = summarize(runs[:1])
+    assert single["acc"] == {"mean": 80.0, "std": None, "n": 1}  # no NaN in the JSON
+    assert "| mean ± std | **80.00** |" in markdown_table([{**runs[0], "seed": 1, "dev_score": 1.0, "seconds": 60}], single)
 
 
 def test_head_matches_its_equation(tiny_bert_dir: Path) -> None:

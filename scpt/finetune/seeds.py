@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from pathlib import Path
@@ -51,15 +50,19 @@ def run_seed(config_args: list[str], seed: int, run_dir: Path) -> dict[str, Any]
     }
 
 
-def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean, sample standard deviation and count of every test metric over seeds."""
+def summarize(results: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Mean, sample standard deviation (``None`` for a single seed) and count of every test metric."""
     keys = sorted({key for result in results for key in result["test"]})
     summary = {}
     for key in keys:
         values = [result["test"][key] for result in results if key in result["test"]]
-        std = statistics.stdev(values) if len(values) > 1 else math.nan
+        std = statistics.stdev(values) if len(values) > 1 else None
         summary[key] = {"mean": statistics.fmean(values), "std": std, "n": len(values)}
     return summary
+
+
+def _mean_std(entry: dict[str, float | None]) -> str:
+    return f"{entry['mean']:.2f}" if entry["std"] is None else f"{entry['mean']:.2f} ± {entry['std']:.2f}"
 
 
 def markdown_table(results: list[dict[str, Any]], summary: dict[str, dict[str, float]]) -> str:
@@ -72,7 +75,7 @@ def markdown_table(results: list[dict[str, Any]], summary: dict[str, dict[str, f
     for result in results:
         cells = [f"{result['test'][m]:.2f}" if m in result["test"] else "n/a" for m in metrics]
         lines.append(f"| {result['seed']} | " + " | ".join(cells) + f" | {result['dev_score']:.2f} | {result['seconds'] / 60:.1f} |")
-    means = [f"**{summary[m]['mean']:.2f} ± {summary[m]['std']:.2f}**" for m in metrics]
+    means = [f"**{_mean_std(summary[m])}**" for m in metrics]
     lines.append("| mean ± std | " + " | ".join(means) + " | | |")
     return "\n".join(lines) + "\n"
 
