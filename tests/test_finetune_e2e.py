@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 from pathlib import Path
 
@@ -12,13 +11,13 @@ import pytest
 import torch
 import yaml
 
+from helpers import needs_data
 from scpt import cli
 from scpt.finetune.datamodule import read_prediction_inputs
 from scpt.finetune.module import AspectSentimentModule, linear_warmup_decay, no_decay_parameter_groups
 from scpt.finetune.seeds import markdown_table, summarize
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "finetune" / "restaurants.yaml"
-needs_data = pytest.mark.skipif(not Path(os.environ.get("SCPT_DATA_DIR", "/nonexistent")).is_dir(), reason="no data")
 
 
 def small_run_args(tiny_bert_dir: Path, root: Path) -> list[str]:

@@ -185,7 +185,6 @@ def run_worker(
 ) -> dict[str, Any]:
     """Memory pass (also the warm-up), then ``repeats`` timed passes; returns a JSON-able result."""
     import psutil
-
     import torch
 
     step, gradient = build_step(method, num_samples, dim, seed, chunk_size)

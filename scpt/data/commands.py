@@ -27,7 +27,14 @@ from scpt.data.absa import (
     load_splits,
     resolve_data_dir,
 )
-from scpt.data.download import DEFAULT_BASE_URL, DownloadError, FileResult, download, summarize, verify
+from scpt.data.download import (
+    DEFAULT_BASE_URL,
+    DownloadError,
+    FileResult,
+    download,
+    summarize,
+    verify,
+)
 
 _USER_ERRORS = (DataDirError, DataFormatError, DownloadError, FileNotFoundError, ValueError)
 

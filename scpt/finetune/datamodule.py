@@ -17,8 +17,14 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from scpt.data.absa import POLARITIES, AspectInstance, load_splits
+from scpt.data.encoding import (
+    INPUT_FORMATS,
+    EncodedAspect,
+    InputFormat,
+    encode_aspect,
+    pad_batch,
+)
 from scpt.data.sampling import LengthBucketBatchSampler
-from scpt.data.encoding import INPUT_FORMATS, EncodedAspect, InputFormat, encode_aspect, pad_batch
 from scpt.encoders import DEFAULT_ENCODER, load_tokenizer
 
 

@@ -8,7 +8,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from scpt.losses.checks import check_chunk_size, check_features, check_positive, normalize_rows
+from scpt.losses.checks import (
+    check_chunk_size,
+    check_features,
+    check_positive,
+    normalize_rows,
+)
 
 
 class AnchorLosses(NamedTuple):

@@ -17,7 +17,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from scpt.losses.base import AnchorLosses, ContrastiveLoss, autocast_off, mean_over_valid
+from scpt.losses.base import (
+    AnchorLosses,
+    ContrastiveLoss,
+    autocast_off,
+    mean_over_valid,
+)
 from scpt.losses.checks import check_labels, check_unit_interval
 from scpt.losses.logsumexp import ColumnOffset, similarity_logsumexp
 from scpt.losses.positives import SameLabel

@@ -16,7 +16,13 @@ import torch
 from torch import Tensor, nn
 
 from scpt.losses.base import AnchorLosses, LossStats, autocast_off
-from scpt.losses.checks import as_compute_dtype, check_chunk_size, check_finite, check_positive, normalize_rows
+from scpt.losses.checks import (
+    as_compute_dtype,
+    check_chunk_size,
+    check_finite,
+    check_positive,
+    normalize_rows,
+)
 from scpt.losses.logsumexp import ColumnOffset, similarity_logsumexp
 
 

@@ -18,7 +18,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from scpt.losses.base import AnchorLosses, ContrastiveLoss, autocast_off, mean_over_valid
+from scpt.losses.base import (
+    AnchorLosses,
+    ContrastiveLoss,
+    autocast_off,
+    mean_over_valid,
+)
 from scpt.losses.checks import check_labels, check_mask
 from scpt.losses.logsumexp import ColumnOffset, similarity_logsumexp
 from scpt.losses.positives import Positives, SameLabel, SampleMask
