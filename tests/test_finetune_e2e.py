@@ -82,6 +82,30 @@ def test_fit_test_predict_through_the_cli(tiny_bert_dir: Path, tmp_path: Path) -
 
 
 @needs_data
+def test_wandb_preset_logs_offline_with_flat_hyperparameters(
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # the suite disables W&B; this test runs it, locally
+    wandb_preset = CONFIG.parents[1] / "logger" / "wandb.yaml"
+    args = small_run_args(tiny_bert_dir, tmp_path)
+    args[2:2] = ["--config", str(wandb_preset)]  # after the experiment config, as the README says
+    args[args.index("--trainer.max_epochs") + 1] = "1"
+    try:
+        assert cli.main(["finetune", "fit", *args]) == 0
+        run = wandb.run
+        assert run is not None and run.settings.mode in ("offline", "dryrun")  # nothing sent anywhere
+        config = dict(run.config)
+        assert config["learning_rate"] == pytest.approx(1e-4) and config["seed_everything"] == 42
+        assert config["dataset"] == "restaurants" and config["input_format"] == "pair"  # flat keys, data too
+        assert 0.0 <= run.summary["val/acc"] <= 100.0
+    finally:
+        wandb.finish()
+    assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+@needs_data
 def test_seeds_runner_resumes_and_summarizes(tiny_bert_dir: Path, tmp_path: Path) -> None:
     extra = small_run_args(tiny_bert_dir, tmp_path)[2:]  # drop --config
     extra = [a for a in extra if "default_root_dir" not in a and "save_dir" not in a and a != str(tmp_path)]
