@@ -92,7 +92,6 @@ class AspectSentimentDataModule(pl.LightningDataModule):
         batch_size: training batch size; ``eval_batch_size`` for dev/test/predict.
         dev_fraction: share of train carved out as a stratified dev split (SemEval).
         split_seed: seed of that split (fixed, so dev is the same across training seeds).
-        keep_conflict: keep ``conflict`` instances (they have no class here, so this is for stats only).
         limit: use only the first ``limit`` instances of each split (smoke tests).
         predict_file: JSON lines to classify (see :func:`read_prediction_inputs`).
         predict_output: where ``predict`` writes its JSON lines.
