@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from scpt.data.sampling import LengthBucketBatchSampler
+from scpt.data.sampling import ClassGroupBatchSampler, LengthBucketBatchSampler
 
 
 @pytest.fixture()
@@ -55,3 +55,77 @@ def test_evaluation_order_is_sorted_by_length(lengths: list[int]) -> None:
 def test_bad_sizes_are_errors() -> None:
     with pytest.raises(ValueError, match="got 0 and 50"):
         LengthBucketBatchSampler([1, 2], batch_size=0, shuffle=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# ClassGroupBatchSampler: every class present in a batch has >= m examples
+
+
+def imbalanced_labels() -> list[int]:
+    rng = random.Random(1)
+    labels = [0] * 500 + [1] * 120 + [2] * 37 + [3] * 5
+    rng.shuffle(labels)
+    return labels
+
+
+def class_counts(batch: list[int], labels: list[int]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for i in batch:
+        counts[labels[i]] = counts.get(labels[i], 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("min_per_class", [2, 3, 4])
+def test_every_class_in_a_batch_has_min_per_class_and_every_index_once(min_per_class: int) -> None:
+    labels = imbalanced_labels()
+    torch.manual_seed(0)
+    sampler = ClassGroupBatchSampler(labels, batch_size=32, min_per_class=min_per_class)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(len(labels)))
+    for batch in batches:
+        assert len(batch) <= 32
+        assert min(class_counts(batch, labels).values()) >= min_per_class
+    # batches are nearly full: at most one partial group is left out of each
+    assert sum(len(b) for b in batches) / len(batches) > 32 - 2 * min_per_class
+
+
+def test_len_draws_no_extra_randomness() -> None:
+    labels = imbalanced_labels()
+    torch.manual_seed(3)
+    sampler = ClassGroupBatchSampler(labels, batch_size=32)
+    length = len(sampler)  # draws the epoch's plan ...
+    first_epoch = list(iter(sampler))  # ... which iter() then consumes, drawing nothing more
+    torch.manual_seed(3)
+    without_len = list(iter(ClassGroupBatchSampler(labels, batch_size=32)))
+    assert first_epoch == without_len and length == len(without_len)
+
+
+def test_class_balanced_batches_are_uniform_over_classes() -> None:
+    labels = imbalanced_labels()
+    torch.manual_seed(0)
+    sampler = ClassGroupBatchSampler(labels, batch_size=32, min_per_class=2, class_balanced=True)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == len(labels) // 32
+    totals: dict[int, int] = {}
+    for batch in batches:
+        assert len(batch) == 32
+        counts = class_counts(batch, labels)
+        assert all(n % 2 == 0 and n >= 2 for n in counts.values())  # whole groups of exactly m
+        for label, n in counts.items():
+            totals[label] = totals.get(label, 0) + n
+    # 16 groups per batch in a shuffled round-robin over 4 classes: exactly 4 groups of each per batch
+    assert totals == {label: 8 * len(batches) for label in range(4)}
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"labels": [0, 0, 1], "batch_size": 4}, r"fewer than min_per_class=2 examples \(class: count\): \{1: 1\}"),
+        ({"labels": [0, 0], "batch_size": 4, "min_per_class": 1}, "min_per_class must be >= 2"),
+        ({"labels": [0, 0], "batch_size": 3, "min_per_class": 4}, "batch_size must be >= 4"),
+        ({"labels": [0, 0], "batch_size": 3, "class_balanced": True}, "batch_size must be >= 4"),
+    ],
+)
+def test_class_group_sampler_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ClassGroupBatchSampler(**kwargs)
