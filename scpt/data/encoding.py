@@ -85,7 +85,9 @@ def encode_aspect(
     truncated = False
     if len(input_ids) > max_length:
         truncated = True
-        text, start, end = _window_around_aspect(tokenizer, text, second, start, end, max_length)
+        text, start, end = _window_around_aspect(
+            tokenizer, text, second, start, end, max_length, offsets, sequence_ids, aspect
+        )
         input_ids, token_type_ids, offsets, sequence_ids = _tokenize(tokenizer, text, second)
         aspect = _aspect_tokens(offsets, sequence_ids, start, end)
     aspect_set = set(aspect)
@@ -94,18 +96,25 @@ def encode_aspect(
 
 
 def _window_around_aspect(
-    tokenizer: PreTrainedTokenizerBase, text: str, second: str | None, start: int, end: int, max_length: int
+    tokenizer: PreTrainedTokenizerBase,
+    text: str,
+    second: str | None,
+    start: int,
+    end: int,
+    max_length: int,
+    offsets: list[tuple[int, int]],
+    sequence_ids: list[int | None],
+    aspect: list[int],
 ) -> tuple[str, int, int]:
     """Cut ``text`` to a window of whole tokens around ``[start, end)`` that tokenises to ``max_length``.
 
+    ``offsets``, ``sequence_ids`` and ``aspect`` are the full text's tokenisation (from the caller).
     Returns the window's text and the aspect span within it. The window starts as the largest token
     range centred on the aspect that fits, and shrinks one token from the longer side until the
     re-tokenised window fits (re-tokenising a cut text can change a token at the cut).
     """
-    _, _, offsets, sequence_ids = _tokenize(tokenizer, text, second)
     sentence = [i for i, seq in enumerate(sequence_ids) if seq == 0 and offsets[i][1] > offsets[i][0]]
     overhead = len(offsets) - len(sentence)  # special tokens and the pair segment
-    aspect = _aspect_tokens(offsets, sequence_ids, start, end)
     first, last = sentence.index(aspect[0]), sentence.index(aspect[-1])
     budget = max_length - overhead
     if last - first + 1 > budget:
