@@ -71,6 +71,14 @@ COMMANDS: dict[str, Command] = {
         "phase 2, aspect sentiment: {fit,validate,test,predict} (Lightning CLI), or 'seeds' for multi-seed runs",
         "scpt.finetune.cli:main",
     ),
+    "pretrain": Command(
+        "phase 1, supervised contrastive pre-training: {fit,validate} (Lightning CLI)", "scpt.pretrain.cli:main"
+    ),
+    "export": Command("write a checkpoint's encoder as an HF directory: scpt export CKPT DIR", "scpt.export:main"),
+    "pipeline": Command(
+        "pre-train, then fine-tune with and without it on the same seeds, and tabulate (resumable)",
+        "scpt.pipeline:main",
+    ),
 }
 
 

