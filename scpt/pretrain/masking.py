@@ -1,6 +1,6 @@
 """Masked aspect prediction (MAP): SCAPT's aspect-first token masking (DESIGN.md §4).
 
-Per sequence, a budget of ``round(p · M)`` tokens is masked (at least one), where M counts the
+Per sequence, a budget of ``floor(p · M + 1/2)`` tokens is masked (at least one), where M counts the
 *maskable* tokens (real sentence tokens: no special tokens, no padding) and p = 0.15:
 
 1. aspect tokens first — if there are more than the budget, a random subset of them;
@@ -40,8 +40,9 @@ class MaskedTokens(NamedTuple):
 
 
 def mask_budget(num_maskable: Tensor, mask_probability: float) -> Tensor:
-    """Tokens to mask per row: ``round(p · M)``, at least 1 where ``M >= 1``, 0 where ``M = 0``. ``[B]`` -> ``[B]``."""
-    budget = torch.round(num_maskable.to(torch.float64) * mask_probability).to(torch.long)
+    """Tokens to mask per row: ``floor(p · M + 1/2)`` (halves round up), at least 1 where ``M >= 1``, 0 where
+    ``M = 0``. ``[B]`` -> ``[B]``."""
+    budget = torch.floor(num_maskable.to(torch.float64) * mask_probability + 0.5).to(torch.long)
     return torch.where(num_maskable > 0, budget.clamp(min=1), torch.zeros_like(budget))
 
 

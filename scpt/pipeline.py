@@ -1,0 +1,338 @@
+"""``scpt pipeline``: phase 1, then phase 2 with and without it on the same seeds, and a results table.
+
+    scpt pipeline --config configs/pipeline/restaurants.yaml
+
+Stages, each under ``output_dir`` and each skipped when already done (re-running the command resumes
+a crashed or interrupted run; a finished stage is never redone):
+
+1. ``pretrain/``: ``scpt pretrain fit`` with the pipeline's pre-training configs (resumes from its
+   ``last.ckpt`` when a previous attempt stopped midway); then ``encoder/``: ``scpt export`` of the
+   last checkpoint (the HF directory phase 2 loads).
+2. ``finetune/pretrained/``: ``scpt finetune seeds`` with ``--model.encoder <output_dir>/encoder``.
+3. ``finetune/direct/``: the same seeds from the base encoder.
+4. ``results.md`` and ``results.json``: test accuracy, macro-F1, ISE and ESE accuracy, mean ± std
+   per arm, and the paired difference (pre-trained − direct, per seed).
+
+A stage records the arguments it ran with; resuming with different ones is an error naming the stage
+(delete its directory to redo it), so a results table never mixes two settings.
+
+The pipeline config (YAML)::
+
+    output_dir: runs/pipeline/restaurants
+    seeds: [1, 2, 3]
+    pretrain:
+      configs: [configs/pretrain/restaurants.yaml]
+      args: []                 # extra Lightning CLI arguments
+    finetune:
+      configs: [configs/finetune/restaurants.yaml]
+      args: []
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scpt.finetune.cli import write_atomically
+from scpt.finetune.seeds import TABLE_METRICS
+
+STAGE_FILE = "stage.json"
+ARMS = ("pretrained", "direct")
+
+
+class PipelineConfigError(ValueError):
+    """The pipeline config is malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """Lightning CLI config files and extra arguments of one phase."""
+
+    configs: list[str]
+    args: list[str] = field(default_factory=list)
+
+    def cli_args(self) -> list[str]:
+        return [item for path in self.configs for item in ("--config", path)] + list(self.args)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    output_dir: Path
+    seeds: list[int]
+    pretrain: PhaseSpec
+    finetune: PhaseSpec
+
+
+def _phase(path: Path, raw: Any, name: str) -> PhaseSpec:
+    if not isinstance(raw, dict):
+        raise PipelineConfigError(f"{path}: '{name}' must be a mapping with 'configs' (and optional 'args')")
+    unknown = set(raw) - {"configs", "args"}
+    if unknown:
+        raise PipelineConfigError(f"{path}: unknown field(s) under '{name}': {sorted(unknown)}; expected 'configs', 'args'")
+    configs, args = raw.get("configs"), raw.get("args") or []
+    if not isinstance(configs, list) or not configs or not all(isinstance(c, str) for c in configs):
+        raise PipelineConfigError(f"{path}: '{name}.configs' must be a non-empty list of config files, got {configs!r}")
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise PipelineConfigError(f"{path}: '{name}.args' must be a list of strings, got {args!r}")
+    for config in configs:
+        if not Path(config).is_file():
+            raise PipelineConfigError(f"{path}: '{name}.configs' names {config}, which does not exist")
+    return PhaseSpec(list(configs), list(args))
+
+
+def load_pipeline_config(path: str | Path) -> PipelineConfig:
+    """Read and check a pipeline config.
+
+    Raises:
+        PipelineConfigError: unknown or missing fields, wrong types, missing config files.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise PipelineConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise PipelineConfigError(f"{path}: expected a mapping with output_dir, seeds, pretrain, finetune")
+    unknown = set(raw) - {"output_dir", "seeds", "pretrain", "finetune"}
+    if unknown:
+        raise PipelineConfigError(f"{path}: unknown field(s) {sorted(unknown)}; expected output_dir, seeds, pretrain, finetune")
+    for key in ("output_dir", "seeds", "pretrain", "finetune"):
+        if key not in raw:
+            raise PipelineConfigError(f"{path}: missing field '{key}'")
+    seeds = raw["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise PipelineConfigError(f"{path}: 'seeds' must be a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise PipelineConfigError(f"{path}: 'seeds' repeats a seed: {seeds}")
+    return PipelineConfig(
+        Path(raw["output_dir"]), list(seeds), _phase(path, raw["pretrain"], "pretrain"), _phase(path, raw["finetune"], "finetune")
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage bookkeeping
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_or_record(directory: Path, name: str, plan: dict[str, Any]) -> dict[str, Any] | None:
+    """The stage's record if it finished; raise if it ran (or began) with a different plan."""
+    record_file = directory / STAGE_FILE
+    if not record_file.exists():
+        return None
+    record = json.loads(record_file.read_text())
+    if record.get("plan") != plan:
+        raise RuntimeError(
+            f"stage '{name}' in {directory} ran with different arguments:\n  recorded: {record.get('plan')}\n"
+            f"  now:      {plan}\nremove {directory} to redo it, or choose another output_dir"
+        )
+    return record if record.get("done") else None
+
+
+def _write_record(directory: Path, plan: dict[str, Any], done: bool, **extra: Any) -> None:
+    record = {"plan": plan, "done": done, **extra}
+    write_atomically(directory / STAGE_FILE, json.dumps(record, indent=2) + "\n", overwrite=True)
+
+
+def _log(message: str, started: float) -> None:
+    print(f"[pipeline {time.perf_counter() - started:7.0f} s] {message}", flush=True)
+
+
+def _split_settings(configs: list[str], args: list[str]) -> dict[str, Any]:
+    """``data.dev_fraction`` and ``data.split_seed`` as a phase's configs and args set them (defaults 0.1, 13)."""
+    settings: dict[str, Any] = {"dev_fraction": 0.1, "split_seed": 13}
+    for config in configs:
+        data = (yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}
+        settings.update({key: data[key] for key in settings if key in data})
+    for i, arg in enumerate(args):
+        for key in list(settings):
+            flag = f"--data.{key}"
+            if arg == flag and i + 1 < len(args):
+                settings[key] = yaml.safe_load(args[i + 1])
+            elif arg.startswith(flag + "="):
+                settings[key] = yaml.safe_load(arg.split("=", 1)[1])
+    return settings
+
+
+# --------------------------------------------------------------------------------------------------
+# Stages
+# --------------------------------------------------------------------------------------------------
+
+
+def run_pretraining(config: PipelineConfig, started: float) -> Path:
+    """Stage 1: pre-train (resuming a partial run), export the last checkpoint; return the encoder directory."""
+    from scpt.export import export_encoder
+    from scpt.pretrain.cli import build_cli
+
+    directory = config.output_dir / "pretrain"
+    encoder_dir = config.output_dir / "encoder"
+    plan = {"configs": config.pretrain.configs, "args": config.pretrain.args}
+    record = _check_or_record(directory, "pretrain", plan)
+    if record is not None and encoder_dir.is_dir():
+        _log(f"pre-training: done before ({record['checkpoint']}, {record['seconds'] / 60:.1f} min)", started)
+        return encoder_dir
+    if record is None:
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_record(directory, plan, done=False)
+        partial = sorted(directory.glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        resume = str(partial[-1]) if partial else None
+        _log(f"pre-training in {directory}" + (f", resuming from {resume}" if resume else ""), started)
+        stage_started = time.perf_counter()
+        cli = build_cli(
+            [
+                *config.pretrain.cli_args(),
+                f"--trainer.default_root_dir={directory}",
+                f"--trainer.logger.init_args.save_dir={directory}",
+            ],
+            run=False,
+        )
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume, weights_only=True)
+        callback = cli.trainer.checkpoint_callback
+        checkpoint = (callback.last_model_path or callback.best_model_path) if callback is not None else ""
+        if not checkpoint:
+            raise RuntimeError("pre-training saved no checkpoint: the pre-training config needs ModelCheckpoint(save_last=True)")
+        record = {"checkpoint": checkpoint, "seconds": round(time.perf_counter() - stage_started, 1)}
+        _write_record(directory, plan, done=True, **record)
+        _log(f"pre-training finished in {record['seconds'] / 60:.1f} min: {checkpoint}", started)
+    if not encoder_dir.is_dir():
+        export_encoder(record["checkpoint"], encoder_dir)
+        _log(f"exported the pre-trained encoder to {encoder_dir}", started)
+    return encoder_dir
+
+
+def run_finetuning(config: PipelineConfig, arm: str, extra: list[str], started: float) -> dict[str, Any]:
+    """Stages 2 and 3: ``scpt finetune seeds`` for one arm (it resumes per seed); return its summary."""
+    from scpt.finetune.seeds import main as seeds_main
+
+    directory = config.output_dir / "finetune" / arm
+    args = [*config.finetune.args, *extra]
+    summary_file = directory / "summary.json"
+    if summary_file.exists():
+        previous = json.loads(summary_file.read_text())
+        if previous.get("configs") != config.finetune.configs or previous.get("extra_args") != args:
+            raise RuntimeError(
+                f"stage 'finetune/{arm}' in {directory} ran with different arguments:\n"
+                f"  recorded: {previous.get('configs')} {previous.get('extra_args')}\n"
+                f"  now:      {config.finetune.configs} {args}\nremove {directory} to redo it"
+            )
+        done = {run["seed"] for run in previous["runs"]}
+        if done >= set(config.seeds):
+            _log(f"fine-tuning ({arm}): done before", started)
+            return _summary_for_seeds(previous, config.seeds)
+    _log(f"fine-tuning ({arm}) on seeds {config.seeds} in {directory}", started)
+    seeds_argv = [item for path in config.finetune.configs for item in ("--config", path)]
+    seeds_argv += ["--seeds", *map(str, config.seeds), "--output-dir", str(directory), "--", *args]
+    seeds_main(seeds_argv)
+    return _summary_for_seeds(json.loads(summary_file.read_text()), config.seeds)
+
+
+def _summary_for_seeds(summary: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
+    by_seed = {run["seed"]: run for run in summary["runs"]}
+    return {"runs": [by_seed[seed] for seed in seeds]}
+
+
+# --------------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------------
+
+
+def _mean_std(values: list[float]) -> dict[str, float | None]:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
+
+
+def compare(arms: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
+    """Per arm and metric mean ± std over seeds, and the paired per-seed difference pre-trained − direct."""
+    metrics = [m for m in TABLE_METRICS if all(m in run["test"] for arm in arms.values() for run in arm["runs"])]
+    table: dict[str, Any] = {arm: {m: _mean_std([run["test"][m] for run in arms[arm]["runs"]]) for m in metrics} for arm in arms}
+    table["difference"] = {
+        m: _mean_std([p["test"][m] - d["test"][m] for p, d in zip(arms["pretrained"]["runs"], arms["direct"]["runs"])])
+        for m in metrics
+    }
+    return {"seeds": seeds, "metrics": metrics, "table": table}
+
+
+def _cell(entry: dict[str, float | None], signed: bool = False) -> str:
+    mean = f"{entry['mean']:+.2f}" if signed else f"{entry['mean']:.2f}"
+    return mean if entry["std"] is None else f"{mean} ± {entry['std']:.2f}"
+
+
+def results_markdown(comparison: dict[str, Any], arms: dict[str, dict[str, Any]], timing: dict[str, float]) -> str:
+    metrics = comparison["metrics"]
+    names = {"acc": "accuracy", "macro_f1": "macro-F1", "ise_acc": "ISE accuracy", "ese_acc": "ESE accuracy"}
+    lines = [
+        f"Test split, %, mean ± std over seeds {comparison['seeds']} (each selected on dev).",
+        "",
+        "| encoder | " + " | ".join(names.get(m, m) for m in metrics) + " |",
+        "|---|" + "---|" * len(metrics),
+        "| direct fine-tuning | " + " | ".join(_cell(comparison["table"]["direct"][m]) for m in metrics) + " |",
+        "| pre-trained, then fine-tuned | " + " | ".join(_cell(comparison["table"]["pretrained"][m]) for m in metrics) + " |",
+        "| difference (paired by seed) | " + " | ".join(_cell(comparison["table"]["difference"][m], True) for m in metrics) + " |",
+        "",
+        "Per seed:",
+        "",
+        "| arm | seed | " + " | ".join(names.get(m, m) for m in metrics) + " | dev score | minutes |",
+        "|---|---|" + "---|" * len(metrics) + "---|---|",
+    ]
+    for arm in ARMS:
+        for run in arms[arm]["runs"]:
+            cells = " | ".join(f"{run['test'][m]:.2f}" for m in metrics)
+            lines.append(f"| {arm} | {run['seed']} | {cells} | {run['dev_score']:.2f} | {run['seconds'] / 60:.1f} |")
+    lines += ["", "Wall time: " + ", ".join(f"{stage} {seconds / 60:.1f} min" for stage, seconds in timing.items())]
+    return "\n".join(lines) + "\n"
+
+
+def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
+    """All stages; returns the comparison written to ``results.json``."""
+    started = time.perf_counter()
+    pretrain_split = _split_settings(config.pretrain.configs, config.pretrain.args)
+    finetune_split = _split_settings(config.finetune.configs, config.finetune.args)
+    if pretrain_split != finetune_split:
+        raise PipelineConfigError(
+            f"pre-training and fine-tuning use different dev splits ({pretrain_split} vs {finetune_split}): the "
+            "pre-training corpus must exclude phase 2's dev sentences, so data.dev_fraction and data.split_seed must match"
+        )
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    encoder_dir = run_pretraining(config, started)
+    arms = {
+        "pretrained": run_finetuning(config, "pretrained", ["--model.encoder", str(encoder_dir)], started),
+        "direct": run_finetuning(config, "direct", [], started),
+    }
+    comparison = compare(arms, config.seeds)
+    pretrain_record = json.loads((config.output_dir / "pretrain" / STAGE_FILE).read_text())
+    timing = {
+        "pre-training": pretrain_record["seconds"],
+        **{f"fine-tuning ({arm})": sum(run["seconds"] for run in arms[arm]["runs"]) for arm in ARMS},
+    }
+    comparison.update(
+        {
+            "timing_seconds": timing,
+            "pretrain": {"configs": config.pretrain.configs, "args": config.pretrain.args, "checkpoint": pretrain_record["checkpoint"]},
+            "finetune": {"configs": config.finetune.configs, "args": config.finetune.args},
+            "runs": arms,
+        }
+    )
+    write_atomically(config.output_dir / "results.json", json.dumps(comparison, indent=2) + "\n", overwrite=True)
+    markdown = results_markdown(comparison, arms, timing)
+    write_atomically(config.output_dir / "results.md", markdown, overwrite=True)
+    _log(f"results: {config.output_dir / 'results.md'}", started)
+    print(markdown, end="")
+    return comparison
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scpt pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, type=Path, help="pipeline YAML (see configs/pipeline/)")
+    parser.add_argument("--output-dir", type=Path, help="overrides the config's output_dir")
+    parser.add_argument("--seeds", type=int, nargs="+", help="overrides the config's seeds")
+    args = parser.parse_args(argv)
+    config = load_pipeline_config(args.config)
+    if args.output_dir is not None or args.seeds is not None:
+        config = PipelineConfig(args.output_dir or config.output_dir, args.seeds or config.seeds, config.pretrain, config.finetune)
+    run_pipeline(config)
+    return 0
