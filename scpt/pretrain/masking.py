@@ -82,7 +82,7 @@ def aspect_first_mask(
         )
     if not 0.0 < mask_probability <= 1.0:
         raise ValueError(f"mask_probability must be in (0, 1], got {mask_probability}")
-    if mask_fraction < 0 or random_fraction < 0 or mask_fraction + random_fraction > 1.0:
+    if not (mask_fraction >= 0.0 and random_fraction >= 0.0 and mask_fraction + random_fraction <= 1.0):  # NaN fails too
         raise ValueError(f"mask_fraction {mask_fraction} and random_fraction {random_fraction} must be >= 0 with sum <= 1")
     device = input_ids.device
     maskable = maskable.bool()
