@@ -38,6 +38,10 @@ ENCODER_RECORD_KEY = "scpt_encoder"
 ENCODER_STATE_PREFIX = "encoder."
 
 
+#: Encoder weights that scpt never uses, allowed to be missing from a model directory.
+UNUSED_PREFIXES = ("pooler.",)
+
+
 class EncoderLoadError(ValueError):
     """An encoder source cannot be loaded as asked; the message names the file and the keys at fault."""
 
@@ -126,6 +130,13 @@ def encoder_from_checkpoint(path: str | Path) -> PreTrainedModel:
             lists the missing and the unexpected keys).
     """
     checkpoint = read_checkpoint(path)
+    state = {
+        key.removeprefix(ENCODER_STATE_PREFIX): value
+        for key, value in checkpoint["state_dict"].items()
+        if key.startswith(ENCODER_STATE_PREFIX)
+    }
+    if not state:
+        raise EncoderLoadError(f"{path}: the state dict has no '{ENCODER_STATE_PREFIX}*' weights; is it an scpt checkpoint?")
     record = checkpoint.get(ENCODER_RECORD_KEY)
     if record is not None:
         config_dict = dict(record["config"])
@@ -137,13 +148,6 @@ def encoder_from_checkpoint(path: str | Path) -> PreTrainedModel:
         if is_checkpoint(base):
             raise EncoderLoadError(f"{path}: records no encoder architecture and was itself started from checkpoint {base}")
         config = AutoConfig.from_pretrained(resolve_encoder(base))
-    state = {
-        key.removeprefix(ENCODER_STATE_PREFIX): value
-        for key, value in checkpoint["state_dict"].items()
-        if key.startswith(ENCODER_STATE_PREFIX)
-    }
-    if not state:
-        raise EncoderLoadError(f"{path}: the state dict has no '{ENCODER_STATE_PREFIX}*' weights; is it an scpt checkpoint?")
     model = AutoModel.from_config(config)
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
@@ -165,16 +169,19 @@ def load_encoder(encoder: str) -> PreTrainedModel:
     """The HF ``AutoModel`` (no task head) for ``encoder``; never runs remote code.
 
     A ``*.ckpt`` loads the encoder weights only (:func:`encoder_from_checkpoint`). A directory must
-    provide every weight of the architecture: missing keys are an :class:`EncoderLoadError` (HF would
-    only warn and initialise them at random).
+    provide every weight of the architecture that scpt uses: missing keys are an
+    :class:`EncoderLoadError` (HF would only warn and initialise them at random); only the pooler
+    (:data:`UNUSED_PREFIXES`, absent from MLM checkpoints, never read by scpt) may be missing.
     """
     if is_checkpoint(encoder):
         return encoder_from_checkpoint(encoder)
     model, info = AutoModel.from_pretrained(resolve_encoder(encoder), trust_remote_code=False, output_loading_info=True)
-    if info["missing_keys"]:
+    # A checkpoint saved from an MLM model has no pooler; scpt never reads the pooler's output.
+    missing = [key for key in info["missing_keys"] if not key.startswith(UNUSED_PREFIXES)]
+    if missing:
         raise EncoderLoadError(
             f"encoder {encoder!r}: the weights do not cover the architecture ({model.config.model_type}): "
-            f"missing keys ({len(info['missing_keys'])}): {_listing(sorted(info['missing_keys']))}"
+            f"missing keys ({len(missing)}): {_listing(sorted(missing))}"
         )
     return model
 

@@ -23,7 +23,6 @@ from scpt.pretrain.heads import (
 from scpt.pretrain.masking import IGNORE_INDEX
 from scpt.pretrain.metrics import alignment, uniformity
 
-pytestmark = pytest.mark.filterwarnings("ignore:Support for mismatched src_key_padding_mask and mask is deprecated")
 
 VOCAB, HIDDEN = 12, 16
 

@@ -184,7 +184,7 @@ class ReviewDecoder(nn.Module):
             raise ValueError(f"decoder input has {length} positions, more than max_positions={self.position_embeddings.num_embeddings}")
         positions = torch.arange(length, device=decoder_input_ids.device)
         inputs = word_embeddings(decoder_input_ids) + self.position_embeddings(positions) + sentence_vector.unsqueeze(1)
-        causal = nn.Transformer.generate_square_subsequent_mask(length, device=inputs.device, dtype=inputs.dtype)
+        causal = torch.ones(length, length, dtype=torch.bool, device=inputs.device).triu(1)  # True: may not attend
         return self.layers(
             self.dropout(self.input_norm(inputs)), mask=causal, src_key_padding_mask=~decoder_mask.bool(), is_causal=True
         )
@@ -200,6 +200,8 @@ class ReviewDecoder(nn.Module):
         hidden = self.hidden_states(decoder_input_ids, decoder_mask, sentence_vector, word_embeddings)  # [B, T, H]
         has_target = targets != IGNORE_INDEX  # [B, T]
         logits = self.output(hidden[has_target], word_embeddings.weight)  # [M, vocab]
+        if logits.shape[0] == 0:  # no target at all: a zero that stays on the graph, not NaN
+            return logits.sum() * 0.0, has_target.sum()
         return F.cross_entropy(logits, targets[has_target]), has_target.sum()
 
 

@@ -1,0 +1,217 @@
+"""Phase 1 -> phase 2: the pre-training CLI, the encoder hand-off through ``--model.encoder <ckpt>``,
+``scpt export``, and the two-phase pipeline, end to end on a tiny random BERT and slices of the data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModel, AutoTokenizer
+
+from helpers import needs_data
+from scpt import cli
+from scpt.encoders import EncoderLoadError, encoder_from_checkpoint, load_encoder, load_tokenizer
+from scpt.export import export_encoder
+from scpt.finetune.module import AspectSentimentModule
+from scpt.pipeline import PipelineConfigError, load_pipeline_config, run_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAIN_CONFIG = ROOT / "configs" / "pretrain" / "restaurants.yaml"
+FINETUNE_CONFIG = ROOT / "configs" / "finetune" / "restaurants.yaml"
+
+
+def pretrain_args(encoder: Path, root: Path) -> list[str]:
+    return [
+        "--config", str(PRETRAIN_CONFIG),
+        "--model.encoder", str(encoder),
+        "--model.decoder_layers", "1",
+        "--data.in_domain", "[restaurants]",
+        "--data.limit", "120",
+        "--data.val_size", "40",
+        "--data.batch_size", "16",
+        "--trainer.max_steps", "3",
+        "--trainer.val_check_interval", "3",
+        "--trainer.log_every_n_steps", "1",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--trainer.default_root_dir", str(root),
+        "--trainer.logger.init_args.save_dir", str(root),
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pretrained_checkpoint(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("pretrain")
+    assert cli.main(["pretrain", "fit", *pretrain_args(tiny_bert_dir, root)]) == 0
+    checkpoints = list(root.glob("restaurants/version_0/checkpoints/last.ckpt"))
+    assert len(checkpoints) == 1
+    return checkpoints[0]
+
+
+def _encoder_state(checkpoint: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    return {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
+
+
+@needs_data
+def test_pretraining_logs_every_term_and_the_held_out_geometry(pretrained_checkpoint: Path) -> None:
+    run = pretrained_checkpoint.parents[1]
+    rows = (run / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    for column in ("train/loss_step", "train/scl_step", "train/map_step", "train/rr_step", "train/valid_anchor_fraction_step",
+                   "val/alignment", "val/uniformity", "val/scl"):  # fmt: skip
+        assert column in header, column
+    logged = yaml.safe_load((run / "hparams.yaml").read_text())
+    assert logged["loss"] == "scpt.losses.SupConLoss" and logged["loss_temperature"] == 0.07
+    assert logged["lambda_scl"] == 2.0 and logged["seed_everything"] == 7 and logged["min_per_class"] == 4
+    fractions = [float(r.split(",")[header.index("train/valid_anchor_fraction_step")]) for r in rows[1:]
+                 if r.split(",")[header.index("train/valid_anchor_fraction_step")]]  # fmt: skip
+    assert len(fractions) == 3 and all(f == 1.0 for f in fractions)  # the class-group sampler: every anchor has a positive
+    uniformity = [float(r.split(",")[header.index("val/uniformity")]) for r in rows[1:] if r.split(",")[header.index("val/uniformity")]]
+    assert uniformity and all(-4.0 <= u <= 0.0 for u in uniformity)  # log E exp(-2 d^2) lies in [-4, 0] on the sphere
+
+
+@needs_data
+def test_checkpoint_loads_with_weights_only_and_hands_over_the_encoder_exactly(pretrained_checkpoint: Path) -> None:
+    checkpoint = torch.load(pretrained_checkpoint, map_location="cpu", weights_only=True)
+    assert checkpoint["scpt_encoder"]["config"]["hidden_size"] == 32
+    expected = _encoder_state(pretrained_checkpoint)
+    loaded = encoder_from_checkpoint(pretrained_checkpoint).state_dict()
+    assert set(expected) <= set(loaded)
+    for key, value in expected.items():
+        assert torch.equal(loaded[key], value), key
+    # phase 2 through its --model.encoder argument: encoder weights only, no pre-training heads
+    module = AspectSentimentModule(encoder=str(pretrained_checkpoint))
+    for key, value in expected.items():
+        assert torch.equal(module.encoder.state_dict()[key], value), key
+    assert not any(k.startswith(("map_head", "decoder", "projection")) for k in module.state_dict())
+    assert load_tokenizer(str(pretrained_checkpoint)).vocab_size == 30522
+
+
+@needs_data
+def test_mismatched_encoder_weights_name_missing_and_unexpected_keys(pretrained_checkpoint: Path, tmp_path: Path) -> None:
+    checkpoint = torch.load(pretrained_checkpoint, map_location="cpu", weights_only=True)
+    state = checkpoint["state_dict"]
+    del state["encoder.encoder.layer.1.output.dense.weight"]
+    state["encoder.encoder.layer.2.output.dense.weight"] = torch.zeros(32, 64)
+    broken = tmp_path / "broken.ckpt"
+    torch.save(checkpoint, broken)
+    with pytest.raises(EncoderLoadError) as error:
+        load_encoder(str(broken))
+    message = str(error.value)
+    assert str(broken) in message
+    assert "missing keys (1): encoder.layer.1.output.dense.weight" in message
+    assert "unexpected keys (1): encoder.layer.2.output.dense.weight" in message
+    no_encoder = tmp_path / "none.ckpt"
+    torch.save({"state_dict": {"head.weight": torch.zeros(2)}, "hyper_parameters": {"encoder": "x"}}, no_encoder)
+    with pytest.raises(EncoderLoadError, match="no 'encoder.\\*' weights"):
+        load_encoder(str(no_encoder))
+
+
+@needs_data
+def test_export_round_trip(pretrained_checkpoint: Path, tmp_path: Path) -> None:
+    target = tmp_path / "exported"
+    assert cli.main(["export", str(pretrained_checkpoint), str(target)]) == 0
+    model = AutoModel.from_pretrained(target)
+    expected = _encoder_state(pretrained_checkpoint)
+    for key, value in expected.items():
+        assert torch.equal(model.state_dict()[key], value), key
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    assert tokenizer("great pasta")["input_ids"] == load_tokenizer(str(pretrained_checkpoint))("great pasta")["input_ids"]
+    provenance = json.loads((target / "scpt_export.json").read_text())
+    assert provenance["checkpoint"] == str(pretrained_checkpoint.resolve()) and len(provenance["checkpoint_sha256"]) == 64
+    before = sorted(p.name for p in target.iterdir())
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        export_encoder(pretrained_checkpoint, target)
+    assert sorted(p.name for p in target.iterdir()) == before
+    assert not list(tmp_path.glob(".exported.*"))  # no staging directory left behind
+
+
+def _pipeline_yaml(tmp_path: Path, tiny_bert_dir: Path, **overrides: object) -> Path:
+    config = {
+        "output_dir": str(tmp_path / "out"),
+        "seeds": [1, 2],
+        "pretrain": {"configs": [str(PRETRAIN_CONFIG)], "args": pretrain_args(tiny_bert_dir, tmp_path / "unused")[2:-4]},
+        "finetune": {
+            "configs": [str(FINETUNE_CONFIG)],
+            "args": ["--model.encoder", str(tiny_bert_dir), "--data.limit", "48", "--data.batch_size", "16",
+                     "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+                     "--trainer.enable_model_summary", "false"],  # fmt: skip
+        },
+    }
+    config.update(overrides)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@needs_data
+def test_pipeline_end_to_end_resumes_and_pairs_seeds(tiny_bert_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _pipeline_yaml(tmp_path, tiny_bert_dir)
+    assert cli.main(["pipeline", "--config", str(path)]) == 0
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    table = results["table"]
+    assert results["metrics"] == ["acc", "macro_f1", "ise_acc", "ese_acc"] and results["seeds"] == [1, 2]
+    runs = results["runs"]
+    for metric in results["metrics"]:
+        differences = [p["test"][metric] - d["test"][metric] for p, d in zip(runs["pretrained"]["runs"], runs["direct"]["runs"])]
+        assert table["difference"][metric]["mean"] == pytest.approx(sum(differences) / 2)
+        direct = [run["test"][metric] for run in runs["direct"]["runs"]]
+        assert table["direct"][metric]["mean"] == pytest.approx(sum(direct) / 2)
+    assert [run["seed"] for run in runs["pretrained"]["runs"]] == [1, 2]
+    markdown = (out / "results.md").read_text()
+    assert "| pre-trained, then fine-tuned |" in markdown and "difference (paired by seed)" in markdown
+    # the pre-trained arm fine-tuned the exported encoder, the direct arm the base one
+    pretrained_config = yaml.safe_load(next((out / "finetune/pretrained/seed1").glob("**/config.yaml")).read_text())
+    direct_config = yaml.safe_load(next((out / "finetune/direct/seed1").glob("**/config.yaml")).read_text())
+    assert pretrained_config["model"]["encoder"] == str(out / "encoder")
+    assert direct_config["model"]["encoder"] == str(tiny_bert_dir)
+    exported = AutoModel.from_pretrained(out / "encoder").state_dict()
+    record = json.loads((out / "pretrain/stage.json").read_text())
+    for key, value in _encoder_state(Path(record["checkpoint"])).items():
+        assert torch.equal(exported[key], value)
+
+    # a second run redoes nothing
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix in (".ckpt", ".json") and "results" not in p.name}
+    capsys.readouterr()
+    assert cli.main(["pipeline", "--config", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "pre-training: done before" in printed and printed.count("done before") >= 3
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert json.loads((out / "results.json").read_text())["table"] == table
+
+    # resuming with other arguments is refused, naming the stage
+    changed = _pipeline_yaml(tmp_path, tiny_bert_dir, pretrain={"configs": [str(PRETRAIN_CONFIG)], "args": ["--model.lambda_rr", "0"]})
+    with pytest.raises(RuntimeError, match="stage 'pretrain' .* ran with different arguments"):
+        run_pipeline(load_pipeline_config(changed))
+
+
+def test_pipeline_config_errors_name_the_field(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"output_dir": "x", "seeds": [1], "pretrain": {"configs": [str(PRETRAIN_CONFIG)]}, "finetun": {}}))
+    with pytest.raises(PipelineConfigError, match="unknown field.*finetun"):
+        load_pipeline_config(bad)
+    bad.write_text(yaml.safe_dump({"output_dir": "x", "seeds": [1, 1], "pretrain": {}, "finetune": {}}))
+    with pytest.raises(PipelineConfigError, match="repeats a seed"):
+        load_pipeline_config(bad)
+    missing = _pipeline_yaml(tmp_path, tiny_bert_dir, finetune={"configs": ["nope.yaml"]})
+    with pytest.raises(PipelineConfigError, match="finetune.configs' names nope.yaml"):
+        load_pipeline_config(missing)
+    split = _pipeline_yaml(
+        tmp_path, tiny_bert_dir, finetune={"configs": [str(FINETUNE_CONFIG)], "args": ["--data.split_seed", "14"]}
+    )
+    with pytest.raises(PipelineConfigError, match="different dev splits"):
+        run_pipeline(load_pipeline_config(split))
+
+
+def test_shipped_pipeline_configs_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # the shipped configs name their phase configs relative to the repository
+    for name in ("restaurants", "restaurants_quick"):
+        config = load_pipeline_config(ROOT / "configs" / "pipeline" / f"{name}.yaml")
+        assert config.pretrain.configs == ["configs/pretrain/restaurants.yaml"]
+        assert config.finetune.configs == ["configs/finetune/restaurants.yaml"]
+    assert load_pipeline_config(ROOT / "configs/pipeline/restaurants.yaml").seeds == [1, 2, 3]

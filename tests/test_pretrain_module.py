@@ -1,0 +1,202 @@
+"""Phase 1 module: the objective is the stated weighted sum, heads come and go with their weights,
+views, losses by class path, logging, and the batch encoding of the corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import needs_data
+from scpt.losses import DSCLLoss, SimCSELoss, SupConLoss
+from scpt.pretrain.corpus import AspectSpan, CorpusExample
+from scpt.pretrain.datamodule import ContrastivePretrainDataModule, collate_pretraining, encode_pretraining_example
+from scpt.pretrain.module import ContrastivePretrainModule, loss_hparams
+
+
+def _batch(tokenizer, texts_labels: list[tuple[str, int]]) -> dict[str, torch.Tensor]:
+    """Sentence-format batch; the first word of each text is its aspect."""
+    encoded = []
+    for text, label in texts_labels:
+        term = text.split()[0]
+        example = CorpusExample(text, "x", (AspectSpan(term, 0, len(term)),), None, "test")
+        encoded.append(encode_pretraining_example(tokenizer, example, label, "sentence", 32))
+    return collate_pretraining(encoded, tokenizer.pad_token_id)
+
+
+TEXTS = [
+    ("pizza was great and cheap", 0),
+    ("service was slow and rude", 1),
+    ("pasta was lovely", 0),
+    ("waiter ignored us for an hour", 1),
+    ("menu is short", 2),
+    ("decor was nice", 0),
+]
+
+
+@pytest.fixture()
+def batch(minilm_tokenizer) -> dict[str, torch.Tensor]:
+    return _batch(minilm_tokenizer, TEXTS)
+
+
+def _module(tiny_bert_dir: Path, **kwargs) -> ContrastivePretrainModule:
+    torch.manual_seed(0)
+    kwargs.setdefault("decoder_layers", 1)
+    return ContrastivePretrainModule(encoder=str(tiny_bert_dir), **kwargs)
+
+
+def test_total_is_the_weighted_sum_of_the_terms(tiny_bert_dir: Path, batch) -> None:
+    module = _module(tiny_bert_dir, lambda_scl=2.0, lambda_map=0.5, lambda_rr=3.0)
+    terms = module.compute_terms(batch)
+    expected = 2.0 * terms.scl + 0.5 * terms.map + 3.0 * terms.rr
+    torch.testing.assert_close(terms.total, expected)
+    # MAP and RR start near log(vocab): the heads predict over the whole vocabulary
+    vocab = module.encoder.config.vocab_size
+    assert abs(terms.map.item() - torch.log(torch.tensor(float(vocab))).item()) < 1.5
+    assert abs(terms.rr.item() - torch.log(torch.tensor(float(vocab))).item()) < 1.5
+
+
+def test_scl_term_is_the_loss_on_the_projected_cls_vector(tiny_bert_dir: Path, batch) -> None:
+    module = _module(tiny_bert_dir, lambda_map=0.0, lambda_rr=0.0).eval()  # eval: no dropout, no masking
+    terms = module.compute_terms(batch)
+    hidden = module.encoder(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"]
+    ).last_hidden_state
+    features = module.projection(hidden[:, 0]).unsqueeze(1)  # [B, 1, D]
+    expected = SupConLoss(temperature=0.07)(features, batch["labels"])
+    torch.testing.assert_close(terms.scl, expected)
+    torch.testing.assert_close(terms.total, 2.0 * expected)
+    # labels 0,1,0,1,2,0: the one example of class 2 has no positive
+    assert terms.valid_anchor_fraction == pytest.approx(5 / 6)
+
+
+def test_a_zero_weight_removes_its_head(tiny_bert_dir: Path, batch) -> None:
+    module = _module(tiny_bert_dir, lambda_map=0.0, lambda_rr=0.0)
+    assert module.map_head is None and module.decoder is None
+    assert not any(key.startswith(("map_head.", "decoder.")) for key in module.state_dict())
+    terms = module.compute_terms(batch)
+    assert terms.map is None and terms.rr is None
+    only_rr = _module(tiny_bert_dir, lambda_scl=0.0, lambda_map=0.0)
+    assert only_rr.projection is None and only_rr.map_head is None and only_rr.decoder is not None
+    assert only_rr.compute_terms(batch).scl is None
+    with pytest.raises(ValueError, match="all 0"):
+        _module(tiny_bert_dir, lambda_scl=0.0, lambda_map=0.0, lambda_rr=0.0)
+    with pytest.raises(ValueError, match="lambda_map must be >= 0"):
+        _module(tiny_bert_dir, lambda_map=-1.0)
+
+
+def test_map_and_rr_gradients_reach_the_tied_input_embeddings(tiny_bert_dir: Path, batch) -> None:
+    for weights in ({"lambda_scl": 0.0, "lambda_rr": 0.0}, {"lambda_scl": 0.0, "lambda_map": 0.0}):
+        module = _module(tiny_bert_dir, **weights)
+        module.compute_terms(batch).total.backward()
+        grad = module.encoder.get_input_embeddings().weight.grad
+        assert grad is not None and grad.abs().sum() > 0
+        # the vocabulary rows of words that never occur get gradient only through the tied output layer
+        unused = torch.ones(grad.shape[0], dtype=torch.bool)
+        unused[batch["input_ids"].unique()] = False
+        assert grad[unused].abs().sum() > 0
+
+
+def test_views_differ_by_dropout_only(tiny_bert_dir: Path, batch) -> None:
+    module = _module(tiny_bert_dir, lambda_map=0.0, lambda_rr=0.0, num_views=2, loss=SimCSELoss(temperature=0.05))
+    captured = {}
+    def capture(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        captured["features"] = features
+        return features.sum()
+
+    module.contrastive_loss = capture  # type: ignore[method-assign]
+    module.train()
+    module.compute_terms(batch)
+    features = captured["features"]
+    assert features.shape == (6, 2, 256)
+    assert not torch.allclose(features[:, 0], features[:, 1])  # dropout noise
+    module.eval()
+    module.compute_terms(batch)
+    torch.testing.assert_close(captured["features"][:, 0], captured["features"][:, 1])
+
+
+def test_simcse_needs_two_views_and_gets_them(tiny_bert_dir: Path, batch) -> None:
+    with pytest.raises(ValueError, match="num_views >= 2"):
+        _module(tiny_bert_dir, loss=SimCSELoss())
+    module = _module(tiny_bert_dir, lambda_map=0.0, lambda_rr=0.0, num_views=2, loss=SimCSELoss(temperature=0.05)).eval()
+    terms = module.compute_terms(batch)
+    hidden = module.encoder(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"]
+    ).last_hidden_state
+    z = module.projection(hidden[:, 0])
+    torch.testing.assert_close(terms.scl, SimCSELoss(temperature=0.05)(z, z))
+
+
+def test_loss_settings_become_flat_hyperparameters(tiny_bert_dir: Path) -> None:
+    module = _module(tiny_bert_dir, loss=DSCLLoss(temperature=0.1, alpha=0.25))
+    assert module.hparams["loss"] == "scpt.losses.DSCLLoss"
+    assert module.hparams["loss_temperature"] == 0.1 and module.hparams["loss_alpha"] == 0.25
+    assert loss_hparams(SupConLoss(variant="in"))["loss_variant"] == "in"
+    assert all(isinstance(v, (str, int, float, bool, type(None), list)) for v in module.hparams.values())
+
+
+def test_map_head_starts_from_a_checkpoint_mlm_head(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    config = BertConfig.from_pretrained(tiny_bert_dir)
+    torch.manual_seed(1)
+    mlm = BertForMaskedLM(config)
+    mlm.save_pretrained(tmp_path / "mlm")
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(tmp_path / "mlm")
+    module = ContrastivePretrainModule(encoder=str(tmp_path / "mlm"), decoder_layers=1)
+    assert module.map_head_source == "checkpoint MLM head"
+    torch.testing.assert_close(module.map_head.dense.weight, mlm.cls.predictions.transform.dense.weight)
+    torch.testing.assert_close(module.map_head.bias, mlm.cls.predictions.bias)
+    assert _module(tiny_bert_dir).map_head_source.startswith("random")
+
+
+def test_pair_encoding_marks_maskable_and_aspect_tokens(minilm_tokenizer) -> None:
+    text = "the fish was great but the service slow"
+    fish, service = AspectSpan("fish", 4, 8, "positive"), AspectSpan("service", 27, 34, "negative")
+    example = CorpusExample(text, "positive", (fish, service), fish, "test:1")
+    encoded = encode_pretraining_example(minilm_tokenizer, example, 0, "pair", 64)
+    tokens = minilm_tokenizer.convert_ids_to_tokens(encoded.input_ids)
+    assert tokens == ["[CLS]", "the", "fish", "was", "great", "but", "the", "service", "slow", "[SEP]", "fish", "[SEP]"]
+    # maskable: sentence tokens except the target aspect (spelled out in the second segment)
+    assert encoded.maskable == [0, 1, 0, 1, 1, 1, 1, 1, 1, 0, 0, 0]
+    assert encoded.aspect == [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]  # the other aspect goes first
+    assert encoded.token_type_ids == [0] * 10 + [1] * 2
+    sentence = encode_pretraining_example(minilm_tokenizer, example, 0, "sentence", 64)
+    assert sentence.maskable == [0, 1, 1, 1, 1, 1, 1, 1, 1, 0]
+    assert sentence.aspect == [0, 0, 1, 0, 0, 0, 0, 1, 0, 0]
+    with pytest.raises(ValueError, match="needs per-aspect examples"):
+        encode_pretraining_example(minilm_tokenizer, CorpusExample(text, "positive", (fish,), None, "f:3"), 0, "pair", 64)
+
+
+def test_long_sentences_are_cut_around_the_target(minilm_tokenizer) -> None:
+    text = " ".join(f"w{i}" for i in range(80)) + " the curry was superb " + " ".join(f"v{i}" for i in range(80))
+    start = text.index("curry")
+    curry = AspectSpan("curry", start, start + 5)
+    encoded = encode_pretraining_example(minilm_tokenizer, CorpusExample(text, "positive", (curry,), curry, "t"), 0, "pair", 48)
+    assert len(encoded.input_ids) <= 48
+    tokens = minilm_tokenizer.convert_ids_to_tokens(encoded.input_ids)
+    assert tokens[-3:] == ["[SEP]", "curry", "[SEP]"] and tokens.count("curry") == 2
+    sentence = encode_pretraining_example(minilm_tokenizer, CorpusExample(text, "positive", (curry,), None, "t"), 0, "sentence", 48)
+    assert len(sentence.input_ids) <= 48 and sum(sentence.aspect) == 0  # the aspect fell outside the kept prefix
+
+
+@needs_data
+def test_datamodule_batches_hold_every_present_class_at_least_m_times(minilm_tokenizer) -> None:
+    data = ContrastivePretrainDataModule(in_domain=["restaurants"], min_per_class=3, batch_size=24, val_size=100)
+    data.setup("fit")
+    assert data.class_names == ("positive", "negative", "neutral")
+    assert len(data.encoded["val"]) == 100 and len(data.encoded["train"]) == 2749 - 100
+    torch.manual_seed(0)
+    seen = 0
+    real = padded = 0
+    for b in data.train_dataloader():
+        counts = torch.bincount(b["labels"], minlength=3)
+        assert bool(((counts == 0) | (counts >= 3)).all()), counts
+        assert b["input_ids"].shape[0] <= 24
+        seen += b["input_ids"].shape[0]
+        real += int(b["attention_mask"].sum())
+        padded += b["attention_mask"].numel()
+    assert seen == len(data.encoded["train"])  # every training example once per epoch
+    assert padded / real < 1.15  # length-aware grouping keeps padding small
