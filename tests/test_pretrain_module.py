@@ -200,3 +200,51 @@ def test_datamodule_batches_hold_every_present_class_at_least_m_times(minilm_tok
         padded += b["attention_mask"].numel()
     assert seen == len(data.encoded["train"])  # every training example once per epoch
     assert padded / real < 1.15  # length-aware grouping keeps padding small
+
+
+def test_datamodule_reads_user_files_with_a_label_map_and_skips_bad_lines(tmp_path: Path, minilm_tokenizer) -> None:
+    import json
+
+    lines = [
+        {"text": "loved the tacos", "label": 5, "aspects": [{"term": "tacos", "from": 10, "to": 15}]},
+        {"text": "cold fries", "label": 1},
+        {"text": "", "label": 5},  # malformed: empty text
+        {"text": "great view", "label": 5},
+        {"text": "bad wine", "label": 1},
+        "not json",
+    ]
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("\n".join(l if isinstance(l, str) else json.dumps(l) for l in lines) + "\n")
+    common = dict(in_domain=None, files=[str(path)], label_map={"1": "negative", "5": "positive"}, input_format="sentence",
+                  label_mode="sentence", val_size=0, batch_size=4, min_per_class=2, dedup_against=[])  # fmt: skip
+    with pytest.raises(ValueError, match="corpus.jsonl:3"):
+        ContrastivePretrainDataModule(**common).setup("fit")
+    data = ContrastivePretrainDataModule(**common, on_error="skip")
+    data.setup("fit")
+    assert data.report.skipped_malformed == 2
+    assert data.class_names == ("positive", "negative")
+    assert [e.label for e in data.encoded["train"]] == [0, 1, 0, 1]
+    first = data.encoded["train"][0]
+    assert minilm_tokenizer.convert_ids_to_tokens(first.input_ids) == ["[CLS]", "loved", "the", "ta", "##cos", "[SEP]"]
+    assert first.aspect == [0, 0, 0, 1, 1, 0] and first.maskable == [0, 1, 1, 1, 1, 0]
+    with pytest.raises(ValueError, match="no corpus"):
+        ContrastivePretrainDataModule(in_domain=None, files=None)
+
+
+@needs_data
+def test_user_files_are_deduplicated_against_evaluation_sentences(tmp_path: Path) -> None:
+    import json
+
+    from scpt.data.absa import load_splits
+
+    test_sentence = load_splits("restaurants")["test"][0].text
+    path = tmp_path / "corpus.jsonl"
+    rows = [{"text": "  " + test_sentence.upper() + " ", "label": "positive"}, {"text": "fine food", "label": "positive"},
+            {"text": "awful food", "label": "negative"}, {"text": "awful staff", "label": "negative"}]  # fmt: skip
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    data = ContrastivePretrainDataModule(in_domain=None, files=[str(path)], input_format="sentence", val_size=0)
+    data.setup("fit")
+    assert len(data.encoded["train"]) == 3 and data.report.removed_eval_overlap == 1
+    kept = ContrastivePretrainDataModule(in_domain=None, files=[str(path)], input_format="sentence", val_size=0, dedup_against=[])
+    kept.setup("fit")
+    assert len(kept.encoded["train"]) == 4

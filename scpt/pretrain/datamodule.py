@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from scpt.data.absa import DATASETS, POLARITIES
+from scpt.data.absa import DATASETS, POLARITIES, DataDirError
 from scpt.data.encoding import INPUT_FORMATS, InputFormat, _aspect_tokens, _tokenize, _window_around_aspect
 from scpt.data.sampling import ClassGroupBatchSampler
 from scpt.encoders import DEFAULT_ENCODER, load_tokenizer
@@ -36,6 +36,8 @@ from scpt.pretrain.corpus import (
     LABEL_MODES,
     CorpusExample,
     CorpusReport,
+    deduplicate,
+    eval_sentences,
     in_domain_corpus,
     read_jsonl_corpus,
     read_scapt_json,
@@ -148,8 +150,8 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
         input_format: ``"pair"`` (sentence, aspect: phase 2's input; needs per-aspect examples) or ``"sentence"``.
         data_dir, dev_fraction, split_seed: where the ABSA data lies and phase 2's dev split (the
             in-domain corpus excludes every dev and test sentence, so these must match phase 2's).
-        dedup_against: datasets whose dev and test sentences are removed from the in-domain corpus
-            (default all).
+        dedup_against: datasets whose dev and test sentences are removed from the corpus, in-domain
+            and files alike (``null``: all of them; ``[]``: no de-duplication).
         max_length: token budget.
         batch_size: training batch size (``eval_batch_size`` for the held-out set).
         min_per_class: m, the fewest examples of a class present in a training batch.
@@ -212,8 +214,19 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
                 report=self.report,
             )
         reader = read_scapt_json if hp.file_format == "scapt" else read_jsonl_corpus
+        from_files: list[CorpusExample] = []
         for path in hp.files or []:
-            examples += reader(path, label_map=hp.label_map, on_error=hp.on_error, report=self.report)
+            from_files += reader(path, label_map=hp.label_map, on_error=hp.on_error, report=self.report)
+        if from_files and hp.dedup_against != []:
+            try:
+                held_out = eval_sentences(hp.dedup_against, hp.data_dir, hp.dev_fraction, hp.split_seed)
+            except (DataDirError, FileNotFoundError) as error:
+                raise ValueError(
+                    f"data.files are de-duplicated against the ABSA dev/test splits, which cannot be read: {error}\n"
+                    "Point data.data_dir (or SCPT_DATA_DIR) at them, or set data.dedup_against: [] to skip this."
+                ) from error
+            from_files = deduplicate(from_files, held_out, self.report)
+        examples += from_files
         return examples[: hp.limit] if hp.limit else examples
 
     def setup(self, stage: str | None = None) -> None:
