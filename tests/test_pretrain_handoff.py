@@ -78,6 +78,7 @@ def test_pretraining_logs_every_term_and_the_held_out_geometry(pretrained_checkp
 def test_checkpoint_loads_with_weights_only_and_hands_over_the_encoder_exactly(pretrained_checkpoint: Path) -> None:
     checkpoint = torch.load(pretrained_checkpoint, map_location="cpu", weights_only=True)
     assert checkpoint["scpt_encoder"]["config"]["hidden_size"] == 32
+    assert checkpoint["global_step"] == 3  # last.ckpt is the end of training (max_steps), not an earlier save
     expected = _encoder_state(pretrained_checkpoint)
     loaded = encoder_from_checkpoint(pretrained_checkpoint).state_dict()
     assert set(expected) <= set(loaded)

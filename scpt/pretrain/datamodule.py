@@ -263,6 +263,12 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
         return collate_pretraining(examples, self.tokenizer.pad_token_id)
 
     def train_dataloader(self) -> DataLoader:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:
+            raise NotImplementedError(
+                f"phase 1 runs on one device for now (trainer.world_size = {trainer.world_size}): the class-group "
+                "batch sampler is not split across processes yet, so every process would train on the same batches"
+            )
         train = self.encoded["train"]
         sampler = ClassGroupBatchSampler(
             [e.label for e in train],
