@@ -134,6 +134,9 @@ def test_loss_settings_become_flat_hyperparameters(tiny_bert_dir: Path) -> None:
     assert module.hparams["loss"] == "scpt.losses.DSCLLoss"
     assert module.hparams["loss_temperature"] == 0.1 and module.hparams["loss_alpha"] == 0.25
     assert loss_hparams(SupConLoss(variant="in"))["loss_variant"] == "in"
+    default = _module(tiny_bert_dir)  # SCAPT's loss when none is given
+    assert default.hparams["loss"] == "scpt.losses.SupConLoss" and default.hparams["loss_temperature"] == 0.07
+    assert default.hparams["loss_variant"] == "out"
     assert all(isinstance(v, (str, int, float, bool, type(None), list)) for v in module.hparams.values())
 
 

@@ -21,7 +21,6 @@ from typing import Any, NamedTuple
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from jsonargparse import lazy_instance
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 
@@ -76,7 +75,7 @@ class ContrastivePretrainModule(pl.LightningModule):
             the offline default.
         loss: the contrastive loss, chosen in the config by class path (``configs/loss/*.yaml``).
             ``SupConLoss``/``DSCLLoss`` take the batch's labels; ``SimCSELoss`` needs ``num_views >= 2``
-            and ignores labels.
+            and ignores labels. ``None``: SCAPT's, ``SupConLoss(temperature=0.07)`` (L_out).
         projection_dim: output size of the projection head (SCAPT: 256).
         projection: ``"linear"`` (SCAPT) or ``"mlp"``.
         num_views: V, encoder passes per batch (dropout noise makes them differ).
@@ -90,7 +89,7 @@ class ContrastivePretrainModule(pl.LightningModule):
     def __init__(
         self,
         encoder: str = DEFAULT_ENCODER,
-        loss: nn.Module = lazy_instance(SupConLoss, temperature=0.07),
+        loss: nn.Module | None = None,
         projection_dim: int = 256,
         projection: ProjectionKind = "linear",
         num_views: int = 1,
@@ -105,6 +104,8 @@ class ContrastivePretrainModule(pl.LightningModule):
         warmup_ratio: float = 0.1,
     ) -> None:
         super().__init__()
+        if loss is None:
+            loss = SupConLoss(temperature=0.07)
         for name, weight in (("lambda_scl", lambda_scl), ("lambda_map", lambda_map), ("lambda_rr", lambda_rr)):
             if weight < 0:
                 raise ValueError(f"{name} must be >= 0, got {weight}")
