@@ -27,6 +27,15 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _apply_umask(directory: Path) -> None:
+    """Give ``directory`` and its files the modes a plain ``mkdir`` / ``open`` would (0777 / 0666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(directory, 0o777 & ~umask)
+    for path in directory.iterdir():
+        os.chmod(path, 0o666 & ~umask)
+
+
 def export_encoder(checkpoint: str | Path, directory: str | Path) -> Path:
     """Write the encoder (weights only) and tokenizer of ``checkpoint`` to a new ``directory``.
 
@@ -51,6 +60,7 @@ def export_encoder(checkpoint: str | Path, directory: str | Path) -> Path:
             "hyper_parameters": {k: v for k, v in hyperparameters.items() if isinstance(v, (str, int, float, bool, type(None)))},
         }
         (staging / "scpt_export.json").write_text(json.dumps(provenance, indent=2) + "\n")
+        _apply_umask(staging)  # mkdtemp makes the directory private (0700); an exported model is meant to be shared
         os.rename(staging, directory)  # atomic on one file system; fails if directory appeared meanwhile
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,10 @@ def test_export_round_trip(pretrained_checkpoint: Path, tmp_path: Path) -> None:
         assert torch.equal(model.state_dict()[key], value), key
     tokenizer = AutoTokenizer.from_pretrained(target)
     assert tokenizer("great pasta")["input_ids"] == load_tokenizer(str(pretrained_checkpoint))("great pasta")["input_ids"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0700
+    assert (target / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
     provenance = json.loads((target / "scpt_export.json").read_text())
     assert provenance["checkpoint"] == str(pretrained_checkpoint.resolve()) and len(provenance["checkpoint_sha256"]) == 64
     before = sorted(p.name for p in target.iterdir())
