@@ -1,0 +1,8 @@
+"""Phase 1: SCAPT-style supervised contrastive pre-training (DESIGN.md §4).
+
+- :mod:`scpt.pretrain.corpus`: corpora (JSON lines, SCAPT's Yelp/Amazon JSON, the in-domain ABSA corpus).
+- :mod:`scpt.pretrain.masking`: aspect-first token masking for masked aspect prediction.
+- :mod:`scpt.pretrain.heads`: projection head, MLM head, review-reconstruction decoder.
+- :mod:`scpt.pretrain.metrics`: alignment and uniformity of held-out representations.
+- :mod:`scpt.pretrain.module`, :mod:`scpt.pretrain.datamodule`, :mod:`scpt.pretrain.cli`: the Lightning parts.
+"""
