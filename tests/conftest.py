@@ -59,3 +59,14 @@ def minilm_tokenizer():
     from scpt.encoders import DEFAULT_ENCODER, load_tokenizer
 
     return load_tokenizer(DEFAULT_ENCODER)
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny tensors: intra-op threads only add overhead (and stall badly on a busy machine)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

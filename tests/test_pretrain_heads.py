@@ -4,7 +4,6 @@ hand-computed cases, float64 references written from the equations, and tiny kno
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,13 +26,7 @@ from scpt.pretrain.metrics import alignment, uniformity
 VOCAB, HIDDEN = 12, 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: intra-op threads only add overhead (and stall badly on a busy machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _decoder(seed: int = 0, num_layers: int = 2) -> tuple[ReviewDecoder, nn.Embedding]:

@@ -5,7 +5,6 @@ frequencies over fixed seeds (tolerances stated in binomial standard errors)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,13 +14,7 @@ from scpt.pretrain.masking import IGNORE_INDEX, aspect_first_mask, mask_budget
 MASK_ID = 3
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small tensors: intra-op threads only add overhead (and stall badly on a busy machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _generator(seed: int) -> torch.Generator:

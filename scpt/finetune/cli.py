@@ -72,11 +72,30 @@ class JsonlPredictionWriter(BasePredictionWriter):
         write_atomically(self.output, "\n".join(lines) + "\n")
 
 
-class FinetuneCLI(LightningCLI):
-    """Lightning CLI for phase 2: the datamodule's tokenizer follows ``--model.encoder``."""
+class EncoderCLI(LightningCLI):
+    """Lightning CLI of both phases: the datamodule's tokenizer follows ``--model.encoder``, and the
+    seed reaches the logger next to the module's hyperparameters."""
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.link_arguments("model.encoder", "data.encoder")
+
+    def before_fit(self) -> None:
+        if self.trainer.logger is not None:
+            self.trainer.logger.log_hyperparams({"seed_everything": self.config["fit"]["seed_everything"]})
+
+
+def build_lightning_cli(
+    cli_class: type[LightningCLI], model: type[pl.LightningModule], data: type[pl.LightningDataModule], args: list[str], run: bool
+) -> LightningCLI:
+    """``cli_class(model, data)`` on ``args`` (``run=False``: parse and instantiate only)."""
+    with warnings.catch_warnings():
+        # scpt always passes args explicitly; Lightning warns when sys.argv differs.
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        return cli_class(model, data, args=args, run=run, subclass_mode_model=False, subclass_mode_data=False)
+
+
+class FinetuneCLI(EncoderCLI):
+    """Lightning CLI for phase 2."""
 
     def _require_checkpoint(self) -> None:
         if self.config[self.subcommand].get("ckpt_path") is None:
@@ -84,10 +103,6 @@ class FinetuneCLI(LightningCLI):
                 f"scpt finetune {self.subcommand} needs --ckpt_path: the fine-tuned checkpoint to evaluate "
                 "(fit prints the best one; without it the classifier head would be untrained)"
             )
-
-    def before_fit(self) -> None:
-        if self.trainer.logger is not None:  # the seed is a hyperparameter of the run, next to the module's
-            self.trainer.logger.log_hyperparams({"seed_everything": self.config["fit"]["seed_everything"]})
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
@@ -111,17 +126,7 @@ class FinetuneCLI(LightningCLI):
 
 def build_cli(args: list[str], run: bool = True) -> FinetuneCLI:
     """The fine-tuning CLI on ``args`` (``run=False``: parse and instantiate only)."""
-    with warnings.catch_warnings():
-        # `scpt finetune ...` always passes args explicitly; Lightning warns when sys.argv differs.
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        return FinetuneCLI(
-            AspectSentimentModule,
-            AspectSentimentDataModule,
-            args=args,
-            run=run,
-            subclass_mode_model=False,
-            subclass_mode_data=False,
-        )
+    return build_lightning_cli(FinetuneCLI, AspectSentimentModule, AspectSentimentDataModule, args, run)
 
 
 def main(argv: list[str]) -> int:

@@ -9,24 +9,13 @@ an HF directory.
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
-
-from pytorch_lightning.cli import LightningCLI
-
+from scpt.finetune.cli import EncoderCLI, build_lightning_cli
 from scpt.pretrain.datamodule import ContrastivePretrainDataModule
 from scpt.pretrain.module import ContrastivePretrainModule
 
 
-class PretrainCLI(LightningCLI):
+class PretrainCLI(EncoderCLI):
     """Lightning CLI for phase 1."""
-
-    def add_arguments_to_parser(self, parser: Any) -> None:
-        parser.link_arguments("model.encoder", "data.encoder")
-
-    def before_fit(self) -> None:
-        if self.trainer.logger is not None:
-            self.trainer.logger.log_hyperparams({"seed_everything": self.config["fit"]["seed_everything"]})
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
@@ -43,16 +32,7 @@ class PretrainCLI(LightningCLI):
 
 def build_cli(args: list[str], run: bool = True) -> PretrainCLI:
     """The pre-training CLI on ``args`` (``run=False``: parse and instantiate only)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        return PretrainCLI(
-            ContrastivePretrainModule,
-            ContrastivePretrainDataModule,
-            args=args,
-            run=run,
-            subclass_mode_model=False,
-            subclass_mode_data=False,
-        )
+    return build_lightning_cli(PretrainCLI, ContrastivePretrainModule, ContrastivePretrainDataModule, args, run)
 
 
 def main(argv: list[str]) -> int:
