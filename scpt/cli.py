@@ -69,7 +69,7 @@ COMMANDS: dict[str, Command] = {
     "data": Command("download, verify and count the ABSA datasets (SemEval-2014, MAMS)", "scpt.data.commands:main"),
     "finetune": Command(
         "phase 2, aspect sentiment: {fit,validate,test,predict} (Lightning CLI), or 'seeds' for multi-seed runs",
-        "scpt.finetune.cli:main",
+        "scpt.finetune.commands:main",
     ),
     "pretrain": Command(
         "phase 1, supervised contrastive pre-training: {fit,validate} (Lightning CLI)", "scpt.pretrain.cli:main"

@@ -186,6 +186,57 @@ def load_encoder(encoder: str) -> PreTrainedModel:
     return model
 
 
+#: ``BertForMaskedLM`` checkpoint key -> MLM head parameter (:class:`scpt.pretrain.heads.MaskedTokenHead`'s names).
+MLM_HEAD_KEYS = {
+    "cls.predictions.transform.dense.weight": "dense.weight",
+    "cls.predictions.transform.dense.bias": "dense.bias",
+    "cls.predictions.transform.LayerNorm.weight": "LayerNorm.weight",
+    "cls.predictions.transform.LayerNorm.bias": "LayerNorm.bias",
+    "cls.predictions.bias": "bias",
+}
+
+#: The same LayerNorm under the names of checkpoints converted from TensorFlow (``gamma``/``beta``; e.g.
+#: the hub's bert-base-uncased, in its .bin and its .safetensors), which transformers renames on load.
+_TF_LAYER_NORM_KEYS = {
+    "cls.predictions.transform.LayerNorm.gamma": "LayerNorm.weight",
+    "cls.predictions.transform.LayerNorm.beta": "LayerNorm.bias",
+}
+
+
+def load_mlm_head_state(model_dir: str | Path) -> dict[str, Tensor] | None:
+    """The MLM head weights of an HF model directory, as a state dict of
+    :class:`scpt.pretrain.heads.MaskedTokenHead` (BERT's MLM head transform and output bias).
+
+    Reads ``model.safetensors`` (or ``pytorch_model.bin`` with ``weights_only=True``; sharded
+    checkpoints through their index). LayerNorm keys named ``gamma``/``beta`` (TF-converted checkpoints)
+    are read as ``weight``/``bias``. Returns ``None`` when the checkpoint has no complete MLM head
+    (e.g. a sentence-embedding model such as all-MiniLM-L6-v2, saved without one).
+    """
+    model_dir = Path(model_dir)
+    keys = {**MLM_HEAD_KEYS, **_TF_LAYER_NORM_KEYS}  # checkpoint key -> head parameter
+    files: list[Path] = []
+    for single, index in (("model.safetensors", "model.safetensors.index.json"), ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+        if (model_dir / single).is_file():
+            files = [model_dir / single]
+        elif (model_dir / index).is_file():
+            weight_map = json.loads((model_dir / index).read_text())["weight_map"]
+            files = sorted({model_dir / weight_map[key] for key in keys if key in weight_map})
+        if files:
+            break
+    found: dict[str, Tensor] = {}
+    for file in files:
+        if file.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(file), framework="pt") as handle:
+                names = set(handle.keys())
+                found.update({keys[k]: handle.get_tensor(k) for k in keys if k in names})
+        else:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+            found.update({keys[k]: state[k] for k in keys if k in state})
+    return found if len(found) == len(MLM_HEAD_KEYS) else None
+
+
 def masked_mean(hidden: Tensor, mask: Tensor) -> Tensor:
     """Mean of ``hidden`` [B, T, H] over the positions where ``mask`` [B, T] is 1 -> [B, H].
 
@@ -208,12 +259,14 @@ def cls_vector(hidden: Tensor) -> Tensor:
 __all__ = [
     "DEFAULT_ENCODER",
     "ENCODER_RECORD_KEY",
+    "MLM_HEAD_KEYS",
     "EncoderLoadError",
     "cls_vector",
     "encoder_from_checkpoint",
     "encoder_record",
     "is_checkpoint",
     "load_encoder",
+    "load_mlm_head_state",
     "load_tokenizer",
     "masked_mean",
     "read_checkpoint",

@@ -40,8 +40,8 @@ from typing import Any
 
 import yaml
 
-from scpt.finetune.cli import write_atomically
 from scpt.finetune.seeds import TABLE_METRICS
+from scpt.training.files import write_atomically
 
 STAGE_FILE = "stage.json"
 ARMS = ("pretrained", "direct")

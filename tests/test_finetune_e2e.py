@@ -14,8 +14,9 @@ import yaml
 from helpers import needs_data
 from scpt import cli
 from scpt.finetune.datamodule import read_prediction_inputs
-from scpt.finetune.module import AspectSentimentModule, linear_warmup_decay, no_decay_parameter_groups
+from scpt.finetune.module import AspectSentimentModule
 from scpt.finetune.seeds import markdown_table, summarize
+from scpt.training.optim import linear_warmup_decay, no_decay_parameter_groups
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "finetune" / "restaurants.yaml"
 

@@ -1,5 +1,6 @@
-"""Phase-1 heads (scpt.pretrain.heads) and the alignment/uniformity metrics (scpt.pretrain.metrics):
-hand-computed cases, float64 references written from the equations, and tiny known learning tasks."""
+"""Phase-1 heads (scpt.pretrain.heads; the MLM-head reader scpt.encoders.load_mlm_head_state) and the
+alignment/uniformity metrics (scpt.pretrain.metrics): hand-computed cases, float64 references written
+from the equations, and tiny known learning tasks."""
 
 from __future__ import annotations
 
@@ -11,14 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from scpt.pretrain.heads import (
-    MLM_HEAD_KEYS,
-    MaskedTokenHead,
-    ProjectionHead,
-    ReviewDecoder,
-    load_mlm_head_state,
-    teacher_forcing_pairs,
-)
+from scpt.encoders import MLM_HEAD_KEYS, load_mlm_head_state
+from scpt.pretrain.heads import MaskedTokenHead, ProjectionHead, ReviewDecoder, teacher_forcing_pairs
 from scpt.pretrain.masking import IGNORE_INDEX
 from scpt.pretrain.metrics import alignment, uniformity
 

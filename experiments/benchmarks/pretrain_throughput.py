@@ -34,9 +34,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from scpt.finetune.module import linear_warmup_decay, no_decay_parameter_groups
 from scpt.pretrain.datamodule import ContrastivePretrainDataModule
 from scpt.pretrain.module import ContrastivePretrainModule
+from scpt.training.optim import linear_warmup_decay, no_decay_parameter_groups
 
 
 class StepTimer(pl.Callback):

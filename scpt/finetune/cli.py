@@ -1,37 +1,23 @@
-"""``scpt finetune {fit,validate,test,predict}`` (Lightning CLI) and ``scpt finetune seeds`` (multi-seed runs)."""
+"""``scpt finetune {fit,validate,test,predict}``: phase 2 through the Lightning CLI.
+
+``scpt finetune seeds`` (multi-seed runs, :mod:`scpt.finetune.seeds`) is dispatched by
+:mod:`scpt.finetune.commands`.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BasePredictionWriter
-from pytorch_lightning.cli import LightningCLI
 
 from scpt.finetune.datamodule import AspectSentimentDataModule
 from scpt.finetune.module import AspectSentimentModule
-
-
-def write_atomically(path: Path, text: str, overwrite: bool = False) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``; refuse to clobber unless asked."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; refusing to overwrite it (remove it or choose another path)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from scpt.training.cli import EncoderCLI, build_lightning_cli
+from scpt.training.files import write_atomically
 
 
 class JsonlPredictionWriter(BasePredictionWriter):
@@ -72,28 +58,6 @@ class JsonlPredictionWriter(BasePredictionWriter):
         write_atomically(self.output, "\n".join(lines) + "\n")
 
 
-class EncoderCLI(LightningCLI):
-    """Lightning CLI of both phases: the datamodule's tokenizer follows ``--model.encoder``, and the
-    seed reaches the logger next to the module's hyperparameters."""
-
-    def add_arguments_to_parser(self, parser: Any) -> None:
-        parser.link_arguments("model.encoder", "data.encoder")
-
-    def before_fit(self) -> None:
-        if self.trainer.logger is not None:
-            self.trainer.logger.log_hyperparams({"seed_everything": self.config["fit"]["seed_everything"]})
-
-
-def build_lightning_cli(
-    cli_class: type[LightningCLI], model: type[pl.LightningModule], data: type[pl.LightningDataModule], args: list[str], run: bool
-) -> LightningCLI:
-    """``cli_class(model, data)`` on ``args`` (``run=False``: parse and instantiate only)."""
-    with warnings.catch_warnings():
-        # scpt always passes args explicitly; Lightning warns when sys.argv differs.
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-        return cli_class(model, data, args=args, run=run, subclass_mode_model=False, subclass_mode_data=False)
-
-
 class FinetuneCLI(EncoderCLI):
     """Lightning CLI for phase 2."""
 
@@ -130,10 +94,6 @@ def build_cli(args: list[str], run: bool = True) -> FinetuneCLI:
 
 
 def main(argv: list[str]) -> int:
-    """``scpt finetune ...``: ``seeds`` runs the multi-seed runner, anything else goes to the Lightning CLI."""
-    if argv and argv[0] == "seeds":
-        from scpt.finetune.seeds import main as seeds_main
-
-        return seeds_main(argv[1:])
+    """``scpt finetune {fit,validate,test,predict} ...`` through the Lightning CLI."""
     build_cli(argv)
     return 0

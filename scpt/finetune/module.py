@@ -3,31 +3,21 @@
     logits = W_c · dropout( [ P_cls h_CLS ; P_asp mean_{t in aspect} h_t ] ) + b_c      -> {positive, negative, neutral}
 
 with separate linear projections P_cls, P_asp (``head_dim`` each, SCAPT: 256) and no activation,
-as SCAPT's code computes it. Trained with label-smoothed cross-entropy, AdamW (no decay on biases and
-LayerNorm weights) and a linear warmup/decay schedule; gradient clipping is the Trainer's
-``gradient_clip_val``.
+as SCAPT's code computes it. Trained with label-smoothed cross-entropy; the encoder, AdamW (no decay
+on biases and LayerNorm weights) and the linear warmup/decay schedule come from
+:class:`~scpt.training.module.EncoderModule`; gradient clipping is the Trainer's ``gradient_clip_val``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from scpt.data.absa import POLARITIES
-from scpt.encoders import (
-    DEFAULT_ENCODER,
-    ENCODER_RECORD_KEY,
-    cls_vector,
-    encoder_record,
-    load_encoder,
-    masked_mean,
-    tokenizer_source,
-)
+from scpt.encoders import DEFAULT_ENCODER, cls_vector, masked_mean
 from scpt.finetune.metrics import AspectSentimentMetrics
+from scpt.training.module import EncoderModule
 
 
 class AspectSentimentHead(nn.Module):
@@ -46,28 +36,7 @@ class AspectSentimentHead(nn.Module):
         return self.classifier(self.dropout(torch.cat([cls_features, aspect_features], dim=-1)))  # [B, C]
 
 
-def no_decay_parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: decay on weight matrices; none on biases and normalisation weights (1-d tensors)."""
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        (no_decay if parameter.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def linear_warmup_decay(total_steps: int, warmup_steps: int) -> Any:
-    """LR multiplier: 0 -> 1 linearly over ``warmup_steps``, then 1 -> 0 linearly at ``total_steps``."""
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return factor
-
-
-class AspectSentimentModule(pl.LightningModule):
+class AspectSentimentModule(EncoderModule):
     """Aspect-based sentiment classifier on an HF encoder.
 
     Args:
@@ -92,27 +61,18 @@ class AspectSentimentModule(pl.LightningModule):
         weight_decay: float = 0.015,
         warmup_ratio: float = 0.1,
     ) -> None:
-        super().__init__()
-        if not 0.0 <= warmup_ratio < 1.0:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        super().__init__(encoder, warmup_ratio=warmup_ratio)
         self.save_hyperparameters()
         self.class_names = POLARITIES
-        self.encoder = load_encoder(encoder)
-        self.encoder.train()  # from_pretrained returns eval mode (dropout off); Lightning keeps module modes
-        self.tokenizer_source = tokenizer_source(encoder)
         self.head = AspectSentimentHead(self.encoder.config.hidden_size, head_dim, len(POLARITIES), dropout)
         self.val_metrics = AspectSentimentMetrics(POLARITIES)
         self.test_metrics = AspectSentimentMetrics(POLARITIES)
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """Logits ``[B, 3]`` for a padded batch (``input_ids``, ``attention_mask``, ``token_type_ids``, ``aspect_mask``)."""
-        hidden = self.encoder(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            token_type_ids=batch["token_type_ids"],
-        ).last_hidden_state  # [B, T, H]
+        hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])  # [B, T, H]
         return self.head(hidden, batch["aspect_mask"])
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -147,16 +107,3 @@ class AspectSentimentModule(pl.LightningModule):
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """``{"index": [B], "probs": [B, 3]}``; the index ties each row back to its input line."""
         return {"index": batch["index"], "probs": self(batch).softmax(dim=-1)}
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the encoder's architecture and tokenizer (``scpt export`` reads them)."""
-        checkpoint[ENCODER_RECORD_KEY] = encoder_record(self.encoder, self.tokenizer_source)
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.AdamW(
-            no_decay_parameter_groups(self, self.hparams.weight_decay), lr=self.hparams.learning_rate
-        )
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        warmup_steps = int(self.hparams.warmup_ratio * total_steps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(total_steps, warmup_steps))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

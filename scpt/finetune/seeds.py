@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scpt.finetune.cli import build_cli, write_atomically
+from scpt.finetune.cli import build_cli
+from scpt.training.files import write_atomically
 
 #: Metrics shown in the summary table, in order (others stay in the JSON).
 TABLE_METRICS = ("acc", "macro_f1", "ise_acc", "ese_acc")

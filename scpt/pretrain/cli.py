@@ -9,9 +9,9 @@ an HF directory.
 
 from __future__ import annotations
 
-from scpt.finetune.cli import EncoderCLI, build_lightning_cli
 from scpt.pretrain.datamodule import ContrastivePretrainDataModule
 from scpt.pretrain.module import ContrastivePretrainModule
+from scpt.training.cli import EncoderCLI, build_lightning_cli
 
 
 class PretrainCLI(EncoderCLI):

@@ -8,8 +8,6 @@ so the heads own no copy of it and a checkpoint holds it once (inside the encode
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -46,7 +44,7 @@ class MaskedTokenHead(nn.Module):
     """BERT's MLM head: ``LayerNorm(gelu(W h + c)) · Eᵀ + b`` at the given positions.
 
     Parameter names mirror ``BertForMaskedLM``'s ``cls.predictions`` so its weights load as they are
-    (:func:`load_mlm_head_state`).
+    (:func:`scpt.encoders.load_mlm_head_state`).
     """
 
     def __init__(self, hidden_size: int, vocab_size: int, layer_norm_eps: float = 1e-12) -> None:
@@ -58,56 +56,6 @@ class MaskedTokenHead(nn.Module):
     def forward(self, hidden: Tensor, embedding_weight: Tensor) -> Tensor:
         """``hidden`` [M, H], ``embedding_weight`` E [vocab, H] -> logits [M, vocab]."""
         return F.linear(self.LayerNorm(F.gelu(self.dense(hidden))), embedding_weight, self.bias)
-
-
-#: ``BertForMaskedLM`` checkpoint key -> :class:`MaskedTokenHead` parameter.
-MLM_HEAD_KEYS = {
-    "cls.predictions.transform.dense.weight": "dense.weight",
-    "cls.predictions.transform.dense.bias": "dense.bias",
-    "cls.predictions.transform.LayerNorm.weight": "LayerNorm.weight",
-    "cls.predictions.transform.LayerNorm.bias": "LayerNorm.bias",
-    "cls.predictions.bias": "bias",
-}
-
-#: The same LayerNorm under the names of checkpoints converted from TensorFlow (``gamma``/``beta``; e.g.
-#: the hub's bert-base-uncased, in its .bin and its .safetensors), which transformers renames on load.
-_TF_LAYER_NORM_KEYS = {
-    "cls.predictions.transform.LayerNorm.gamma": "LayerNorm.weight",
-    "cls.predictions.transform.LayerNorm.beta": "LayerNorm.bias",
-}
-
-
-def load_mlm_head_state(model_dir: str | Path) -> dict[str, Tensor] | None:
-    """The MLM head weights of an HF model directory, as a :class:`MaskedTokenHead` state dict.
-
-    Reads ``model.safetensors`` (or ``pytorch_model.bin`` with ``weights_only=True``; sharded
-    checkpoints through their index). LayerNorm keys named ``gamma``/``beta`` (TF-converted checkpoints)
-    are read as ``weight``/``bias``. Returns ``None`` when the checkpoint has no complete MLM head
-    (e.g. a sentence-embedding model such as all-MiniLM-L6-v2, saved without one).
-    """
-    model_dir = Path(model_dir)
-    keys = {**MLM_HEAD_KEYS, **_TF_LAYER_NORM_KEYS}  # checkpoint key -> head parameter
-    files: list[Path] = []
-    for single, index in (("model.safetensors", "model.safetensors.index.json"), ("pytorch_model.bin", "pytorch_model.bin.index.json")):
-        if (model_dir / single).is_file():
-            files = [model_dir / single]
-        elif (model_dir / index).is_file():
-            weight_map = json.loads((model_dir / index).read_text())["weight_map"]
-            files = sorted({model_dir / weight_map[key] for key in keys if key in weight_map})
-        if files:
-            break
-    found: dict[str, Tensor] = {}
-    for file in files:
-        if file.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(file), framework="pt") as handle:
-                names = set(handle.keys())
-                found.update({keys[k]: handle.get_tensor(k) for k in keys if k in names})
-        else:
-            state = torch.load(file, map_location="cpu", weights_only=True)
-            found.update({keys[k]: state[k] for k in keys if k in state})
-    return found if len(found) == len(MLM_HEAD_KEYS) else None
 
 
 def teacher_forcing_pairs(corrupted_ids: Tensor, original_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -206,11 +154,9 @@ class ReviewDecoder(nn.Module):
 
 
 __all__ = [
-    "MLM_HEAD_KEYS",
     "MaskedTokenHead",
     "ProjectionHead",
     "ProjectionKind",
     "ReviewDecoder",
-    "load_mlm_head_state",
     "teacher_forcing_pairs",
 ]

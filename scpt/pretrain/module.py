@@ -31,15 +31,16 @@ from scpt.encoders import (
     encoder_record,
     is_checkpoint,
     load_encoder,
+    load_mlm_head_state,
     load_tokenizer,
     resolve_encoder,
     tokenizer_source,
 )
-from scpt.finetune.module import linear_warmup_decay, no_decay_parameter_groups
 from scpt.losses import SimCSELoss, SupConLoss
-from scpt.pretrain.heads import MaskedTokenHead, ProjectionHead, ProjectionKind, ReviewDecoder, load_mlm_head_state, teacher_forcing_pairs
+from scpt.pretrain.heads import MaskedTokenHead, ProjectionHead, ProjectionKind, ReviewDecoder, teacher_forcing_pairs
 from scpt.pretrain.masking import aspect_first_mask
 from scpt.pretrain.metrics import alignment, normalized, uniformity
+from scpt.training.optim import linear_warmup_decay, no_decay_parameter_groups
 
 #: Loss attributes copied into the hyperparameters (as ``loss_<name>``) when the loss has them.
 LOSS_HPARAMS = ("temperature", "base_temperature", "variant", "alpha", "hard_negative_weight", "normalize")

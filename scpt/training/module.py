@@ -1,0 +1,85 @@
+"""The base LightningModule of both phases: an HF encoder trained with AdamW and linear warmup/decay.
+
+A phase's module subclasses :class:`EncoderModule`, adds its heads and its steps, and saves its
+hyperparameters, which must include ``learning_rate``, ``weight_decay`` and ``warmup_ratio``
+(:data:`OPTIMIZER_HPARAMS`)::
+
+    class MyModule(EncoderModule):
+        def __init__(self, encoder: str = DEFAULT_ENCODER, learning_rate: float = 5e-5,
+                     weight_decay: float = 0.01, warmup_ratio: float = 0.1) -> None:
+            super().__init__(encoder, warmup_ratio=warmup_ratio)
+            self.save_hyperparameters()
+            self.head = nn.Linear(self.encoder.config.hidden_size, 3)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+from transformers import PreTrainedModel
+
+from scpt.encoders import ENCODER_RECORD_KEY, encoder_record, load_encoder, tokenizer_source
+from scpt.training.optim import linear_warmup_decay, no_decay_parameter_groups
+
+#: Hyperparameters that :meth:`EncoderModule.configure_optimizers` reads.
+OPTIMIZER_HPARAMS = ("learning_rate", "weight_decay", "warmup_ratio")
+
+
+class EncoderModule(pl.LightningModule):
+    """An HF encoder (``self.encoder``, in training mode) with the optimisation both phases share.
+
+    - ``configure_optimizers``: AdamW at ``hparams.learning_rate`` with ``hparams.weight_decay`` on weight
+      matrices only (:func:`~scpt.training.optim.no_decay_parameter_groups`), and a per-step linear
+      warmup over ``hparams.warmup_ratio`` of the training steps, then linear decay to 0.
+    - ``on_save_checkpoint``: records the encoder's HF config and tokenizer source under
+      :data:`~scpt.encoders.ENCODER_RECORD_KEY`, which ``--model.encoder x.ckpt`` and ``scpt export`` read.
+
+    Args:
+        encoder: an HF model directory or name, an scpt ``*.ckpt`` (encoder weights only) or
+            :data:`~scpt.encoders.DEFAULT_ENCODER` (see :mod:`scpt.encoders`).
+        warmup_ratio: the share of training steps spent warming up, checked here (in ``[0, 1)``); the
+            subclass also saves it as a hyperparameter, where ``configure_optimizers`` reads it.
+
+    Attributes:
+        encoder: the HF ``AutoModel``.
+        tokenizer_source: where the encoder's tokenizer lives (recorded in checkpoints).
+    """
+
+    def __init__(self, encoder: str, *, warmup_ratio: float) -> None:
+        super().__init__()
+        if not 0.0 <= warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+        self.encoder: PreTrainedModel = load_encoder(encoder)
+        self.encoder.train()  # from_pretrained returns eval mode (dropout off); Lightning keeps module modes
+        self.tokenizer_source: str = tokenizer_source(encoder)
+
+    def hidden_states(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> Tensor:
+        """The encoder's last hidden states ``[B, T, H]`` for ``[B, T]`` ids, mask and segment ids."""
+        return self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the encoder's architecture and tokenizer (``--model.encoder x.ckpt`` and ``scpt export`` read them)."""
+        checkpoint[ENCODER_RECORD_KEY] = encoder_record(self.encoder, self.tokenizer_source)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        missing = [name for name in OPTIMIZER_HPARAMS if name not in self.hparams]
+        if missing:
+            raise AttributeError(
+                f"{type(self).__name__}: configure_optimizers reads the hyperparameters {OPTIMIZER_HPARAMS}, "
+                f"but {missing} were not saved (call self.save_hyperparameters() in __init__)"
+            )
+        optimizer = torch.optim.AdamW(
+            no_decay_parameter_groups(self, self.hparams.weight_decay), lr=self.hparams.learning_rate
+        )
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        warmup_steps = int(self.hparams.warmup_ratio * total_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(total_steps, warmup_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+__all__ = ["OPTIMIZER_HPARAMS", "EncoderModule"]
