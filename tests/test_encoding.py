@@ -1,11 +1,23 @@
-"""Aspect spans -> token masks through offset mappings; truncation keeps the aspect; padding."""
+"""Aspect spans -> token masks through offset mappings; truncation keeps the aspect; padding, shared by
+both phases."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pytest
 import torch
 
-from scpt.data.encoding import encode_aspect, pad_batch
+from scpt.data.corpus import AspectSpan, CorpusExample
+from scpt.data.encoding import (
+    aspect_tokens,
+    collate_pretraining,
+    encode_aspect,
+    encode_pretraining_example,
+    pad_batch,
+    pad_encodings,
+    tokenize,
+)
 
 
 def marked(tokenizer, encoded) -> list[str]:
@@ -103,3 +115,57 @@ def test_pad_batch_pads_to_longest(minilm_tokenizer) -> None:
     assert batch["attention_mask"].tolist() == [[1] * len(short.input_ids) + [0] * (width - len(short.input_ids)), [1] * width]
     assert batch["input_ids"][0, len(short.input_ids) :].eq(minilm_tokenizer.pad_token_id).all()
     assert torch.equal(batch["aspect_mask"][1, :width], torch.tensor(long.aspect_mask))
+
+
+def test_aspect_tokens_count_only_the_sentence_segment(minilm_tokenizer) -> None:
+    text = "Great staff."
+    start, end = span(text, "staff")
+    input_ids, token_type_ids, offsets, sequence_ids = tokenize(minilm_tokenizer, text, "staff")
+    tokens = minilm_tokenizer.convert_ids_to_tokens(input_ids)
+    assert tokens == ["[CLS]", "great", "staff", ".", "[SEP]", "staff", "[SEP]"]
+    assert token_type_ids == [0, 0, 0, 0, 0, 1, 1]
+    assert sequence_ids == [None, 0, 0, 0, None, 1, None]
+    assert aspect_tokens(offsets, sequence_ids, start, end) == [2]  # not position 5, the pair segment
+
+
+@dataclass(frozen=True)
+class _Row:
+    input_ids: list[int]
+    token_type_ids: list[int]
+    flags: list[int]
+
+
+def test_pad_encodings_pads_ids_segments_and_named_masks() -> None:
+    rows = [_Row([5, 6, 7], [0, 0, 1], [0, 1, 1]), _Row([8], [0], [1])]
+    batch = pad_encodings(rows, pad_token_id=9, masks={"flags": torch.bool})
+    assert list(batch) == ["input_ids", "token_type_ids", "attention_mask", "flags"]
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 9, 9]]
+    assert batch["token_type_ids"].tolist() == [[0, 0, 1], [0, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["flags"].dtype == torch.bool and batch["flags"].tolist() == [[False, True, True], [True, False, False]]
+    assert all(batch[key].dtype == torch.long for key in ("input_ids", "token_type_ids", "attention_mask"))
+
+
+def test_both_phases_encode_and_pad_a_sentence_alike(minilm_tokenizer) -> None:
+    """Phase 1's and phase 2's encodings of the same (sentence, aspect) pair give the same ids, segments
+    and attention mask; each phase adds its own masks."""
+    texts = ["The fish was dry.", "Friendly staff but the wine list is short."]
+    terms = ["fish", "wine list"]
+    phase2, phase1 = [], []
+    for label, (text, term) in enumerate(zip(texts, terms)):
+        start, end = span(text, term)
+        phase2.append(encode_aspect(minilm_tokenizer, text, term, start, end, "pair"))
+        aspect = AspectSpan(term, start, end, "negative")
+        example = CorpusExample(text, "negative", (aspect,), aspect, f"t:{label}")
+        phase1.append(encode_pretraining_example(minilm_tokenizer, example, label, "pair", 128))
+    padded2 = pad_batch(phase2, minilm_tokenizer.pad_token_id)
+    padded1 = collate_pretraining(phase1, minilm_tokenizer.pad_token_id)
+    for key in ("input_ids", "token_type_ids", "attention_mask"):
+        assert torch.equal(padded1[key], padded2[key]), key
+    assert list(padded1) == ["input_ids", "token_type_ids", "attention_mask", "maskable", "aspect", "labels"]
+    assert padded1["maskable"].dtype == torch.bool and padded1["labels"].tolist() == [0, 1]
+    # the target aspect is not maskable in pair format (its second segment spells it out) ...
+    assert not (padded1["maskable"] & padded2["aspect_mask"].bool()).any()
+    # ... and every other sentence token is: segment 0 minus [CLS] and [SEP] minus the target's tokens
+    segment0 = (padded2["token_type_ids"].eq(0) & padded2["attention_mask"].bool()).sum()
+    assert padded1["maskable"].sum() == segment0 - 2 * len(texts) - padded2["aspect_mask"].sum()

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from helpers import needs_data
+from scpt.data.corpus import AspectSpan, CorpusExample
 from scpt.losses import DSCLLoss, SimCSELoss, SupConLoss
-from scpt.pretrain.corpus import AspectSpan, CorpusExample
 from scpt.pretrain.datamodule import ContrastivePretrainDataModule, collate_pretraining, encode_pretraining_example
 from scpt.pretrain.module import ContrastivePretrainModule, loss_hparams
 

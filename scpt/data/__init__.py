@@ -1,7 +1,15 @@
-"""ABSA data: the SemEval-2014 / MAMS reader and splits (:mod:`scpt.data.absa`), and fetching and
-checking the release files (:mod:`scpt.data.download`). ``scpt data`` is in :mod:`scpt.data.commands`.
+"""Data of both phases.
 
-Nothing here imports torch; the data location comes from ``data_dir`` or ``$SCPT_DATA_DIR``.
+- :mod:`scpt.data.absa`: the SemEval-2014 / MAMS reader and splits (the dev split included);
+- :mod:`scpt.data.download`: fetching and checking the release files (``scpt data`` is in
+  :mod:`scpt.data.commands`);
+- :mod:`scpt.data.corpus`: phase 1's corpora (JSON lines, SCAPT's JSON, the in-domain corpus) and
+  their de-duplication against every evaluation split;
+- :mod:`scpt.data.encoding`: the one tokenisation and padding path of both phases;
+- :mod:`scpt.data.sampling`: batch samplers (length buckets, class groups).
+
+This package's namespace holds the ABSA and download names and imports no torch; the data location
+comes from ``data_dir`` or ``$SCPT_DATA_DIR``.
 """
 
 from scpt.data.absa import (

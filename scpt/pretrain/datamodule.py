@@ -2,7 +2,7 @@
 
 Sources (any combination, concatenated in this order):
 
-- ``in_domain``: the train splits of SemEval-2014 / MAMS (:func:`scpt.pretrain.corpus.in_domain_corpus`),
+- ``in_domain``: the train splits of SemEval-2014 / MAMS (:func:`scpt.data.corpus.in_domain_corpus`),
   de-duplicated against every dev and test split; no file to prepare.
 - ``files``: JSON lines (``text``, ``label``, optional ``aspects``) or SCAPT's Yelp/Amazon JSON
   (``file_format: scapt``), with an optional ``label_map``.
@@ -12,15 +12,15 @@ Training batches come from :class:`~scpt.data.sampling.ClassGroupBatchSampler`: 
 batch has at least ``min_per_class`` examples, so every anchor has a positive.
 
 Per example the tokens that masked aspect prediction may mask (``maskable``: real sentence tokens)
-and those it masks first (``aspect``: the tokens of the sentence's aspect terms) are marked here.
-With ``input_format: pair`` (per-aspect labels: ``[CLS] sentence [SEP] aspect [SEP]``, phase 2's
-input) the target aspect's own tokens in the sentence are not maskable: the second segment spells
-them out, so predicting them would be copying.
+and those it masks first (``aspect``: the tokens of the sentence's aspect terms) are marked by
+:func:`scpt.data.encoding.encode_pretraining_example`, phase 2's encoding path. With
+``input_format: pair`` (per-aspect labels: ``[CLS] sentence [SEP] aspect [SEP]``, phase 2's input)
+the target aspect's own tokens in the sentence are not maskable: the second segment spells them out,
+so predicting them would be copying.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import pytorch_lightning as pl
@@ -29,10 +29,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from scpt.data.absa import DATASETS, POLARITIES, DataDirError
-from scpt.data.encoding import INPUT_FORMATS, InputFormat, _aspect_tokens, _tokenize, _window_around_aspect
-from scpt.data.sampling import ClassGroupBatchSampler
-from scpt.encoders import DEFAULT_ENCODER, load_tokenizer
-from scpt.pretrain.corpus import (
+from scpt.data.corpus import (
     LABEL_MODES,
     CorpusExample,
     CorpusReport,
@@ -42,98 +39,15 @@ from scpt.pretrain.corpus import (
     read_jsonl_corpus,
     read_scapt_json,
 )
-
-
-@dataclass(frozen=True)
-class PretrainEncoding:
-    """One tokenised example: ids, segments, MAP masks (see the module docstring) and its class."""
-
-    input_ids: list[int]
-    token_type_ids: list[int]
-    maskable: list[int]
-    aspect: list[int]
-    label: int
-
-
-def encode_pretraining_example(
-    tokenizer, example: CorpusExample, label: int, input_format: InputFormat, max_length: int
-) -> PretrainEncoding:
-    """Tokenise ``example`` and mark its maskable and aspect tokens.
-
-    ``pair`` needs a target aspect (per-aspect examples); ``sentence`` encodes the sentence alone.
-    A sentence longer than ``max_length`` is cut: around the target aspect (pair), or at its end.
-
-    Raises:
-        ValueError: ``pair`` input for an example without a target aspect, or a sentence that cannot fit.
-    """
-    text = example.text
-    target = example.target if input_format == "pair" else None
-    if input_format == "pair" and target is None:
-        raise ValueError(f"{example.source}: input_format 'pair' needs per-aspect examples (label_mode 'aspect')")
-    second = target.term if target is not None else None
-    spans = [(span.start, span.end) for span in example.aspects]
-    target_span = (target.start, target.end) if target is not None else None
-    input_ids, token_type_ids, offsets, sequence_ids = _tokenize(tokenizer, text, second)
-    if len(input_ids) > max_length:
-        if target_span is not None:
-            target_tokens = _aspect_tokens(offsets, sequence_ids, *target_span)
-            window, start, end = _window_around_aspect(
-                tokenizer, text, second, *target_span, max_length, offsets, sequence_ids, target_tokens
-            )
-            shift = target_span[0] - start
-            target_span = (start, end)
-        else:
-            window, shift = _truncate_end(tokenizer, text, max_length, offsets, sequence_ids), 0
-        spans = [(lo - shift, hi - shift) for lo, hi in spans if lo - shift >= 0 and hi - shift <= len(window)]
-        text = window
-        input_ids, token_type_ids, offsets, sequence_ids = _tokenize(tokenizer, text, second)
-    maskable = {i for i, ((lo, hi), seq) in enumerate(zip(offsets, sequence_ids)) if seq == 0 and hi > lo}
-    if target_span is not None:
-        maskable -= set(_aspect_tokens(offsets, sequence_ids, *target_span))
-    aspect = {i for lo, hi in spans for i in _aspect_tokens(offsets, sequence_ids, lo, hi)} & maskable
-    n = len(input_ids)
-    return PretrainEncoding(
-        input_ids,
-        token_type_ids,
-        [1 if i in maskable else 0 for i in range(n)],
-        [1 if i in aspect else 0 for i in range(n)],
-        label,
-    )
-
-
-def _truncate_end(tokenizer, text: str, max_length: int, offsets: list[tuple[int, int]], sequence_ids: list[int | None]) -> str:
-    """The longest prefix of ``text`` (whole tokens) that tokenises to at most ``max_length`` ids."""
-    sentence = [i for i, seq in enumerate(sequence_ids) if seq == 0 and offsets[i][1] > offsets[i][0]]
-    keep = max_length - (len(offsets) - len(sentence))
-    while keep > 0:
-        prefix = text[: offsets[sentence[keep - 1]][1]]
-        if len(_tokenize(tokenizer, prefix, None)[0]) <= max_length:
-            return prefix
-        keep -= 1
-    raise ValueError(f"no prefix of {text[:60]!r}... fits in max_length={max_length}")
-
-
-def collate_pretraining(examples: list[PretrainEncoding], pad_token_id: int) -> dict[str, Tensor]:
-    """Right-pad to the longest example: ``input_ids``, ``token_type_ids``, ``attention_mask``,
-    ``maskable``, ``aspect`` (``[B, T]``; the masks bool) and ``labels`` [B]."""
-    width = max(len(e.input_ids) for e in examples)
-    size = len(examples)
-    batch = {
-        "input_ids": torch.full((size, width), pad_token_id, dtype=torch.long),
-        "token_type_ids": torch.zeros(size, width, dtype=torch.long),
-        "attention_mask": torch.zeros(size, width, dtype=torch.long),
-        "maskable": torch.zeros(size, width, dtype=torch.bool),
-        "aspect": torch.zeros(size, width, dtype=torch.bool),
-    }
-    for row, e in enumerate(examples):
-        n = len(e.input_ids)
-        batch["input_ids"][row, :n] = torch.tensor(e.input_ids)
-        batch["token_type_ids"][row, :n] = torch.tensor(e.token_type_ids)
-        batch["attention_mask"][row, :n] = 1
-        batch["maskable"][row, :n] = torch.tensor(e.maskable, dtype=torch.bool)
-        batch["aspect"][row, :n] = torch.tensor(e.aspect, dtype=torch.bool)
-    batch["labels"] = torch.tensor([e.label for e in examples], dtype=torch.long)
-    return batch
+from scpt.data.encoding import (
+    INPUT_FORMATS,
+    InputFormat,
+    PretrainEncoding,
+    collate_pretraining,
+    encode_pretraining_example,
+)
+from scpt.data.sampling import ClassGroupBatchSampler
+from scpt.encoders import DEFAULT_ENCODER, load_tokenizer
 
 
 class ContrastivePretrainDataModule(pl.LightningDataModule):
@@ -287,3 +201,6 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
             collate_fn=self._collate,
             num_workers=self.hparams.num_workers,
         )
+
+
+__all__ = ["ContrastivePretrainDataModule", "PretrainEncoding", "collate_pretraining", "encode_pretraining_example"]

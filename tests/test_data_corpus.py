@@ -1,4 +1,4 @@
-"""Phase-1 corpora: the JSONL and SCAPT readers on hand-written files (exact examples, every error with
+"""Phase-1 corpora (scpt.data.corpus): the JSONL and SCAPT readers on hand-written files (exact examples, every error with
 its file and line), sentence normalisation, de-duplication, and the in-domain corpus on the released
 data (no dev/test sentence leaks, removal counts checked by an independent count, known sizes)."""
 
@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-import scpt.pretrain.corpus as corpus_module
+import scpt.data.corpus as corpus_module
 from scpt.data.absa import DATASETS, POLARITIES, AspectInstance, load_splits
-from scpt.pretrain.corpus import (
+from scpt.data.corpus import (
     LABEL_MODES,
     SCAPT_LABEL_MAP,
     AspectSpan,
