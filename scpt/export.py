@@ -57,7 +57,9 @@ def export_encoder(checkpoint: str | Path, directory: str | Path) -> Path:
         provenance = {
             "checkpoint": str(checkpoint.resolve()),
             "checkpoint_sha256": file_sha256(checkpoint),
-            "hyper_parameters": {k: v for k, v in hyperparameters.items() if isinstance(v, (str, int, float, bool, type(None)))},
+            "hyper_parameters": {
+                k: v for k, v in hyperparameters.items() if isinstance(v, (str, int, float, bool, type(None)))
+            },
         }
         (staging / "scpt_export.json").write_text(json.dumps(provenance, indent=2) + "\n")
         _apply_umask(staging)  # mkdtemp makes the directory private (0700); an exported model is meant to be shared

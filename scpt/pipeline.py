@@ -75,7 +75,9 @@ def _phase(path: Path, raw: Any, name: str) -> PhaseSpec:
         raise PipelineConfigError(f"{path}: '{name}' must be a mapping with 'configs' (and optional 'args')")
     unknown = set(raw) - {"configs", "args"}
     if unknown:
-        raise PipelineConfigError(f"{path}: unknown field(s) under '{name}': {sorted(unknown)}; expected 'configs', 'args'")
+        raise PipelineConfigError(
+            f"{path}: unknown field(s) under '{name}': {sorted(unknown)}; expected 'configs', 'args'"
+        )
     configs, args = raw.get("configs"), raw.get("args") or []
     if not isinstance(configs, list) or not configs or not all(isinstance(c, str) for c in configs):
         raise PipelineConfigError(f"{path}: '{name}.configs' must be a non-empty list of config files, got {configs!r}")
@@ -102,17 +104,26 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
         raise PipelineConfigError(f"{path}: expected a mapping with output_dir, seeds, pretrain, finetune")
     unknown = set(raw) - {"output_dir", "seeds", "pretrain", "finetune"}
     if unknown:
-        raise PipelineConfigError(f"{path}: unknown field(s) {sorted(unknown)}; expected output_dir, seeds, pretrain, finetune")
+        raise PipelineConfigError(
+            f"{path}: unknown field(s) {sorted(unknown)}; expected output_dir, seeds, pretrain, finetune"
+        )
     for key in ("output_dir", "seeds", "pretrain", "finetune"):
         if key not in raw:
             raise PipelineConfigError(f"{path}: missing field '{key}'")
     seeds = raw["seeds"]
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+    ):
         raise PipelineConfigError(f"{path}: 'seeds' must be a non-empty list of integers, got {seeds!r}")
     if len(set(seeds)) != len(seeds):
         raise PipelineConfigError(f"{path}: 'seeds' repeats a seed: {seeds}")
     return PipelineConfig(
-        Path(raw["output_dir"]), list(seeds), _phase(path, raw["pretrain"], "pretrain"), _phase(path, raw["finetune"], "finetune")
+        Path(raw["output_dir"]),
+        list(seeds),
+        _phase(path, raw["pretrain"], "pretrain"),
+        _phase(path, raw["finetune"], "finetune"),
     )
 
 
@@ -196,7 +207,9 @@ def run_pretraining(config: PipelineConfig, started: float) -> Path:
         callback = cli.trainer.checkpoint_callback
         checkpoint = (callback.last_model_path or callback.best_model_path) if callback is not None else ""
         if not checkpoint:
-            raise RuntimeError("pre-training saved no checkpoint: the pre-training config needs ModelCheckpoint(save_last=True)")
+            raise RuntimeError(
+                "pre-training saved no checkpoint: the pre-training config needs ModelCheckpoint(save_last=True)"
+            )
         record = {"checkpoint": checkpoint, "seconds": round(time.perf_counter() - stage_started, 1)}
         _write_record(directory, plan, done=True, **record)
         _log(f"pre-training finished in {record['seconds'] / 60:.1f} min: {checkpoint}", started)
@@ -243,13 +256,19 @@ def _summary_for_seeds(summary: dict[str, Any], seeds: list[int]) -> dict[str, A
 
 
 def _mean_std(values: list[float]) -> dict[str, float | None]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "n": len(values),
+    }
 
 
 def compare(arms: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
     """Per arm and metric mean ± std over seeds, and the paired per-seed difference pre-trained − direct."""
     metrics = [m for m in TABLE_METRICS if all(m in run["test"] for arm in arms.values() for run in arm["runs"])]
-    table: dict[str, Any] = {arm: {m: _mean_std([run["test"][m] for run in arms[arm]["runs"]]) for m in metrics} for arm in arms}
+    table: dict[str, Any] = {
+        arm: {m: _mean_std([run["test"][m] for run in arms[arm]["runs"]]) for m in metrics} for arm in arms
+    }
     table["difference"] = {
         m: _mean_std([p["test"][m] - d["test"][m] for p, d in zip(arms["pretrained"]["runs"], arms["direct"]["runs"])])
         for m in metrics
@@ -271,8 +290,12 @@ def results_markdown(comparison: dict[str, Any], arms: dict[str, dict[str, Any]]
         "| encoder | " + " | ".join(names.get(m, m) for m in metrics) + " |",
         "|---|" + "---|" * len(metrics),
         "| direct fine-tuning | " + " | ".join(_cell(comparison["table"]["direct"][m]) for m in metrics) + " |",
-        "| pre-trained, then fine-tuned | " + " | ".join(_cell(comparison["table"]["pretrained"][m]) for m in metrics) + " |",
-        "| difference (paired by seed) | " + " | ".join(_cell(comparison["table"]["difference"][m], True) for m in metrics) + " |",
+        "| pre-trained, then fine-tuned | "
+        + " | ".join(_cell(comparison["table"]["pretrained"][m]) for m in metrics)
+        + " |",
+        "| difference (paired by seed) | "
+        + " | ".join(_cell(comparison["table"]["difference"][m], True) for m in metrics)
+        + " |",
         "",
         "Per seed:",
         "",
@@ -295,7 +318,8 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     if pretrain_split != finetune_split:
         raise PipelineConfigError(
             f"pre-training and fine-tuning use different dev splits ({pretrain_split} vs {finetune_split}): the "
-            "pre-training corpus must exclude phase 2's dev sentences, so data.dev_fraction and data.split_seed must match"
+            "pre-training corpus must exclude phase 2's dev sentences, so data.dev_fraction and data.split_seed "
+            "must match"
         )
     config.output_dir.mkdir(parents=True, exist_ok=True)
     encoder_dir = run_pretraining(config, started)
@@ -312,7 +336,11 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     comparison.update(
         {
             "timing_seconds": timing,
-            "pretrain": {"configs": config.pretrain.configs, "args": config.pretrain.args, "checkpoint": pretrain_record["checkpoint"]},
+            "pretrain": {
+                "configs": config.pretrain.configs,
+                "args": config.pretrain.args,
+                "checkpoint": pretrain_record["checkpoint"],
+            },
             "finetune": {"configs": config.finetune.configs, "args": config.finetune.args},
             "runs": arms,
         }
@@ -333,6 +361,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     config = load_pipeline_config(args.config)
     if args.output_dir is not None or args.seeds is not None:
-        config = PipelineConfig(args.output_dir or config.output_dir, args.seeds or config.seeds, config.pretrain, config.finetune)
+        config = PipelineConfig(
+            args.output_dir or config.output_dir, args.seeds or config.seeds, config.pretrain, config.finetune
+        )
     run_pipeline(config)
     return 0

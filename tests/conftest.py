@@ -11,12 +11,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# The product reads its data location from configuration or SCPT_DATA_DIR; the tests default it to
-# the shared copy that sits beside the checkout on the project's machines and in CI.
-_shared_data = REPO_ROOT.parent / "shared" / "data"
-if "SCPT_DATA_DIR" not in os.environ and _shared_data.is_dir():
-    os.environ["SCPT_DATA_DIR"] = str(_shared_data)
+# The data location comes from SCPT_DATA_DIR (``scpt data download`` fetches the datasets); without it
+# the data-dependent tests are skipped, except in CI.
 
 
 def pytest_sessionstart(session) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-#: Where the datasets are (tests/conftest.py defaults SCPT_DATA_DIR to ../shared/data).
+#: Where the datasets are: ``$SCPT_DATA_DIR``.
 DATA_DIR = Path(os.environ.get("SCPT_DATA_DIR", "/nonexistent"))
 
 #: Skip a test that reads the real datasets when they are absent (never in CI: conftest fails then).

@@ -1,6 +1,6 @@
-"""Plain-Python float64 reference implementations of the contrastive losses (DESIGN.md §2).
+"""Plain-Python float64 reference implementations of the contrastive losses (docs/design.md §2).
 
-Written directly from the equations in DESIGN.md §2, with explicit loops and Python floats, and
+Written directly from the equations in docs/design.md §2, with explicit loops and Python floats, and
 deliberately sharing nothing with ``scpt.losses`` (no torch, no class sums, no chunking):
 
     s_ab      = z_a . z_b / tau                      (z L2-normalised unless normalize=False)
@@ -224,9 +224,7 @@ def dscl_batch(features, labels, temperature=0.07, base_temperature=None, alpha=
 # SimCSE
 
 
-def simcse_anchor_losses(
-    z1, z2, z3=None, temperature=0.05, hard_negative_weight=0.0, normalize=True
-) -> list[float]:
+def simcse_anchor_losses(z1, z2, z3=None, temperature=0.05, hard_negative_weight=0.0, normalize=True) -> list[float]:
     a, c = to_floats(z1), to_floats(z2)
     h = to_floats(z3) if z3 is not None else None
     if normalize:
@@ -248,7 +246,7 @@ def simcse_batch(z1, z2, z3=None, temperature=0.05, hard_negative_weight=0.0, no
 
 
 # ---------------------------------------------------------------------------------------------------
-# closed-form anchor gradient (DESIGN.md §2), dot-product similarity, anchor as a free vector
+# closed-form anchor gradient (docs/design.md §2), dot-product similarity, anchor as a free vector
 
 
 def supcon_anchor_gradient(

@@ -7,11 +7,12 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
 
+from helpers import DATA_DIR, needs_data  # noqa: E402
 from scpt import cli
 from scpt.data.absa import (
     DATASETS,
@@ -26,9 +27,7 @@ from scpt.data.absa import (
     stratum,
 )
 
-from helpers import DATA_DIR, needs_data  # noqa: E402
-
-# (file, total, positive, negative, neutral, implicit) after dropping conflict: DESIGN.md section 5.
+# (file, total, positive, negative, neutral, implicit) after dropping conflict: docs/design.md §5.
 KNOWN_COUNTS = [
     ("restaurants/Restaurants_Train_v2_Implicit_Labeled.xml", 3602, 2164, 805, 633, 1030),
     ("restaurants/Restaurants_Test_Gold_Implicit_Labeled.xml", 1120, 728, 196, 196, 267),
@@ -40,7 +39,7 @@ KNOWN_COUNTS = [
 ]
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_real(relative: str, keep_conflict: bool = False) -> tuple[AspectInstance, ...]:
     return tuple(read_absa_xml(DATA_DIR / relative, keep_conflict=keep_conflict))
 
@@ -135,7 +134,9 @@ def test_mams_ids_are_stem_and_index() -> None:
     assert instances[0].sentence_id == "val:0"
     assert instances[-1].sentence_id == "val:499"  # 500 sentences
     assert [(i.term, i.start, i.end, i.polarity) for i in instances[:3]] == [
-        ("drinks", 18, 24, "neutral"), ("roll", 68, 72, "positive"), ("cripsy squid", 81, 93, "positive")
+        ("drinks", 18, 24, "neutral"),
+        ("roll", 68, 72, "positive"),
+        ("cripsy squid", 81, 93, "positive"),
     ]
     assert {i.sentence_id for i in instances[:3]} == {"val:0"} and instances[3].sentence_id == "val:1"
 
@@ -145,7 +146,7 @@ def test_polarity_order_is_class_order() -> None:
     instance = AspectInstance("s", "good food", "food", 5, 9, "negative", None, ())
     assert instance.label == 1
     with pytest.raises(ValueError, match="conflict"):
-        AspectInstance("s", "good food", "food", 5, 9, "conflict", None, ()).label
+        _ = AspectInstance("s", "good food", "food", 5, 9, "conflict", None, ()).label
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""Phase-1 corpora (scpt.data.corpus): the JSONL and SCAPT readers on hand-written files (exact examples, every error with
-its file and line), sentence normalisation, de-duplication, and the in-domain corpus on the released
-data (no dev/test sentence leaks, removal counts checked by an independent count, known sizes)."""
+"""Phase-1 corpora (scpt.data.corpus): the JSONL and SCAPT readers on hand-written files (exact examples,
+every error with its file and line), sentence normalisation, de-duplication, and the in-domain corpus on
+the released data (no dev/test sentence leaks, removal counts checked by an independent count, known sizes)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import scpt.data.corpus as corpus_module
+from helpers import needs_data
 from scpt.data.absa import DATASETS, POLARITIES, AspectInstance, load_splits
 from scpt.data.corpus import (
     LABEL_MODES,
@@ -30,8 +31,6 @@ from scpt.data.corpus import (
     read_jsonl_corpus,
     read_scapt_json,
 )
-
-from helpers import needs_data  # noqa: E402
 
 LABELS = {"0": "positive", "1": "negative", "2": "neutral"}
 
@@ -91,8 +90,8 @@ def test_jsonl_label_map_keys_may_be_integers_and_bom_and_crlf_are_fine(tmp_path
 
 BAD_JSONL_LINES = [
     # (line, words the message must contain)
-    pytest.param({**FISH, "aspects": [{"term": "fish", "from": 5, "to": 9}]}, ["aspects[0]", "'from'=5", "'fish'"], id="span-mismatch"),
-    pytest.param({**FISH, "aspects": [{"term": "fish", "from": 4, "to": 80}]}, ["'to'=80", "length 17"], id="span-outside"),
+    pytest.param({**FISH, "aspects": [{"term": "fish", "from": 5, "to": 9}]}, ["aspects[0]", "'from'=5", "'fish'"], id="span-mismatch"),  # noqa: E501
+    pytest.param({**FISH, "aspects": [{"term": "fish", "from": 4, "to": 80}]}, ["'to'=80", "length 17"], id="span-outside"),  # noqa: E501
     pytest.param({**FISH, "aspects": [{"term": "fish", "from": "4", "to": 8}]}, ["'from'", '"4"'], id="offset-string"),
     pytest.param({**FISH, "aspects": [{"from": 4, "to": 8}]}, ["aspects[0]", "'term'"], id="term-missing"),
     pytest.param({**FISH, "aspects": {"term": "fish"}}, ["'aspects'", "list"], id="aspects-not-list"),
@@ -104,12 +103,12 @@ BAD_JSONL_LINES = [
     pytest.param({"text": "Fine."}, ["missing field 'label'"], id="label-missing"),
     pytest.param({"text": "Fine.", "label": 7}, ["'label'", "7", "label map"], id="label-unknown"),
     pytest.param({"text": "Fine.", "label": True}, ["'label'", "true"], id="label-bool"),
-    pytest.param({**FISH, "aspects": [{"term": "fish", "from": 4, "to": 8, "label": 9}]}, ["aspects[0]", "'label'", "9"], id="aspect-label-unknown"),
+    pytest.param({**FISH, "aspects": [{"term": "fish", "from": 4, "to": 8, "label": 9}]}, ["aspects[0]", "'label'", "9"], id="aspect-label-unknown"),  # noqa: E501
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(("bad", "words"), BAD_JSONL_LINES)
-def test_jsonl_malformed_line_names_file_line_and_field(tmp_path: Path, bad: str | dict[str, Any], words: list[str]) -> None:  # fmt: skip
+def test_jsonl_malformed_line_names_file_line_and_field(tmp_path: Path, bad: str | dict[str, Any], words: list[str]) -> None:  # fmt: skip  # noqa: E501
     path = write_lines(tmp_path / "my-corpus.jsonl", [FISH, "", STAFF, bad, FINE])
     with pytest.raises(CorpusFormatError) as raised:
         read_jsonl_corpus(path, label_map=LABELS)
@@ -223,9 +222,9 @@ BAD_SCAPT_LINES = [
     pytest.param(SCAPT_MIXED, ["disagree", "'fries': negative", "'waiter': positive"], id="mixed"),
     pytest.param(with_terms([]), ["'aspect_terms'", "non-empty"], id="no-terms"),
     pytest.param({"text": "Cold fries."}, ["missing field 'aspect_terms'"], id="terms-missing"),
-    pytest.param(with_terms([{**FRIES, "sentiment": 3}]), ["aspect_terms[0]", "'sentiment'", "3", "label map"], id="rating-3"),
-    pytest.param(with_terms([{**FRIES, "left_index": 1, "right_index": 2}]), ["'left_index'=1", "'fries'"], id="token-indices"),
-    pytest.param(with_terms([FRIES, {"aspect_term": "waiter", "sentiment": 1}]), ["aspect_terms[1]", "'left_index'"], id="offset-missing"),
+    pytest.param(with_terms([{**FRIES, "sentiment": 3}]), ["aspect_terms[0]", "'sentiment'", "3", "label map"], id="rating-3"),  # noqa: E501
+    pytest.param(with_terms([{**FRIES, "left_index": 1, "right_index": 2}]), ["'left_index'=1", "'fries'"], id="token-indices"),  # noqa: E501
+    pytest.param(with_terms([FRIES, {"aspect_term": "waiter", "sentiment": 1}]), ["aspect_terms[1]", "'left_index'"], id="offset-missing"),  # noqa: E501
     pytest.param({"aspect_terms": [FRIES]}, ["missing field 'text'"], id="text-missing"),
 ]  # fmt: skip
 
@@ -393,7 +392,7 @@ def test_mams_train_sentences_in_restaurant_test_are_removed(aspect_corpus, spli
     restaurant_test = {normalize_sentence(i.text) for i in splits["restaurants"]["test"]}
     shared = {(name, sid) for name, sid, inst in train_sentences(splits, ("mams",))
               if normalize_sentence(inst[0].text) in restaurant_test}  # fmt: skip
-    assert len(shared) == 9  # DESIGN.md section 5
+    assert len(shared) == 9  # docs/design.md §5
     kept_sources = {example.source for example in aspect_corpus[0]}
     assert not {f"{name}/train:{sid}" for name, sid in shared} & kept_sources
 

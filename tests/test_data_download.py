@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import DATA_DIR, needs_data
 from scpt import cli
 from scpt.data.download import (
     MANIFEST,
@@ -21,8 +22,6 @@ from scpt.data.download import (
     sha256_file,
     verify,
 )
-
-from helpers import DATA_DIR, needs_data  # noqa: E402
 
 pytestmark = needs_data
 

@@ -60,7 +60,15 @@ def test_sentence_format_is_single_segment_and_pair_appends_the_term(minilm_toke
     single = encode_aspect(minilm_tokenizer, text, "staff", start, end, "sentence")
     pair = encode_aspect(minilm_tokenizer, text, "staff", start, end, "pair")
     assert minilm_tokenizer.convert_ids_to_tokens(single.input_ids) == ["[CLS]", "great", "staff", ".", "[SEP]"]
-    assert minilm_tokenizer.convert_ids_to_tokens(pair.input_ids) == ["[CLS]", "great", "staff", ".", "[SEP]", "staff", "[SEP]"]
+    assert minilm_tokenizer.convert_ids_to_tokens(pair.input_ids) == [
+        "[CLS]",
+        "great",
+        "staff",
+        ".",
+        "[SEP]",
+        "staff",
+        "[SEP]",
+    ]
     assert pair.token_type_ids == [0, 0, 0, 0, 0, 1, 1]
     # the mask marks the aspect in the sentence, not the appended term
     assert pair.aspect_mask == [0, 0, 1, 0, 0, 0, 0]
@@ -68,7 +76,9 @@ def test_sentence_format_is_single_segment_and_pair_appends_the_term(minilm_toke
 
 @pytest.mark.parametrize("position", ["start", "middle", "end"])
 @pytest.mark.parametrize("input_format", ["sentence", "pair"])
-def test_truncation_keeps_the_aspect_and_respects_max_length(minilm_tokenizer, position: str, input_format: str) -> None:
+def test_truncation_keeps_the_aspect_and_respects_max_length(
+    minilm_tokenizer, position: str, input_format: str
+) -> None:
     filler = " ".join(f"word{i}" for i in range(60))
     text = {
         "start": f"waiters were rude {filler}",
@@ -112,7 +122,10 @@ def test_pad_batch_pads_to_longest(minilm_tokenizer) -> None:
     batch = pad_batch([short, long], minilm_tokenizer.pad_token_id)
     width = len(long.input_ids)
     assert batch["input_ids"].shape == (2, width)
-    assert batch["attention_mask"].tolist() == [[1] * len(short.input_ids) + [0] * (width - len(short.input_ids)), [1] * width]
+    assert batch["attention_mask"].tolist() == [
+        [1] * len(short.input_ids) + [0] * (width - len(short.input_ids)),
+        [1] * width,
+    ]
     assert batch["input_ids"][0, len(short.input_ids) :].eq(minilm_tokenizer.pad_token_id).all()
     assert torch.equal(batch["aspect_mask"][1, :width], torch.tensor(long.aspect_mask))
 

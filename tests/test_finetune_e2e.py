@@ -111,7 +111,19 @@ def test_seeds_runner_resumes_and_summarizes(tiny_bert_dir: Path, tmp_path: Path
     extra = small_run_args(tiny_bert_dir, tmp_path)[2:]  # drop --config
     extra = [a for a in extra if "default_root_dir" not in a and "save_dir" not in a and a != str(tmp_path)]
     extra[extra.index("--trainer.max_epochs") + 1] = "1"
-    argv = ["finetune", "seeds", "--config", str(CONFIG), "--seeds", "3", "4", "--output-dir", str(tmp_path / "s"), "--", *extra]
+    argv = [
+        "finetune",
+        "seeds",
+        "--config",
+        str(CONFIG),
+        "--seeds",
+        "3",
+        "4",
+        "--output-dir",
+        str(tmp_path / "s"),
+        "--",
+        *extra,
+    ]
     assert cli.main(argv) == 0
     results = [json.loads((tmp_path / f"s/seed{k}/result.json").read_text()) for k in (3, 4)]
     summary = json.loads((tmp_path / "s/summary.json").read_text())["summary"]
@@ -132,7 +144,9 @@ def test_summarize_uses_sample_std() -> None:
     assert summary["ise_acc"]["mean"] == 62.0 and summary["ise_acc"]["n"] == 2
     single = summarize(runs[:1])
     assert single["acc"] == {"mean": 80.0, "std": None, "n": 1}  # no NaN in the JSON
-    assert "| mean ± std | **80.00** |" in markdown_table([{**runs[0], "seed": 1, "dev_score": 1.0, "seconds": 60}], single)
+    assert "| mean ± std | **80.00** |" in markdown_table(
+        [{**runs[0], "seed": 1, "dev_score": 1.0, "seconds": 60}], single
+    )
 
 
 def test_head_matches_its_equation(tiny_bert_dir: Path) -> None:
@@ -160,7 +174,19 @@ def test_no_weight_decay_on_biases_and_layer_norms(tiny_bert_dir: Path) -> None:
 
 def test_linear_warmup_then_decay() -> None:
     factor = linear_warmup_decay(total_steps=10, warmup_steps=4)
-    assert [round(factor(s), 4) for s in range(11)] == [0.2, 0.4, 0.6, 0.8, 1.0, 0.8333, 0.6667, 0.5, 0.3333, 0.1667, 0.0]
+    assert [round(factor(s), 4) for s in range(11)] == [
+        0.2,
+        0.4,
+        0.6,
+        0.8,
+        1.0,
+        0.8333,
+        0.6667,
+        0.5,
+        0.3333,
+        0.1667,
+        0.0,
+    ]
 
 
 @pytest.mark.parametrize(

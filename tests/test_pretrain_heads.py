@@ -17,7 +17,6 @@ from scpt.pretrain.heads import MaskedTokenHead, ProjectionHead, ReviewDecoder, 
 from scpt.pretrain.masking import IGNORE_INDEX
 from scpt.pretrain.metrics import alignment, uniformity
 
-
 VOCAB, HIDDEN = 12, 16
 
 
@@ -27,7 +26,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _decoder(seed: int = 0, num_layers: int = 2) -> tuple[ReviewDecoder, nn.Embedding]:
     torch.manual_seed(seed)
     embeddings = nn.Embedding(VOCAB, HIDDEN)
-    decoder = ReviewDecoder(HIDDEN, VOCAB, num_layers=num_layers, num_heads=2, intermediate_size=32, max_positions=16, dropout=0.0)
+    decoder = ReviewDecoder(
+        HIDDEN, VOCAB, num_layers=num_layers, num_heads=2, intermediate_size=32, max_positions=16, dropout=0.0
+    )
     return decoder, embeddings
 
 
@@ -71,7 +72,10 @@ def test_teacher_forcing_pairs_docstring_case() -> None:
     inputs, decoder_mask, targets = teacher_forcing_pairs(corrupted, original, attention)
     assert inputs.tolist() == [[cls, a, mask, c, sep, 0], [cls, d, e, sep, 0, 0]]
     assert decoder_mask.tolist() == [[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 0]]
-    assert targets.tolist() == [[a, b, c, sep, IGNORE_INDEX, IGNORE_INDEX], [d, e, sep, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]]
+    assert targets.tolist() == [
+        [a, b, c, sep, IGNORE_INDEX, IGNORE_INDEX],
+        [d, e, sep, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX],
+    ]
     assert original[0, 2] == b  # the input is not modified in place
     # no padding: exactly the docstring's "inputs [CLS] a [MASK] c, targets a b c [SEP]"
     inputs, decoder_mask, targets = teacher_forcing_pairs(corrupted[:1, :5], original[:1, :5], attention[:1, :5])
@@ -140,7 +144,13 @@ def test_decoder_forward_loss_and_count_match_hand_computation() -> None:
     torch.testing.assert_close(loss.double(), expected, rtol=1e-6, atol=1e-6)
 
 
-def _fit(decoder: ReviewDecoder, embeddings: nn.Embedding, sentence: nn.Parameter, batch: tuple[Tensor, Tensor, Tensor], steps: int) -> float:
+def _fit(
+    decoder: ReviewDecoder,
+    embeddings: nn.Embedding,
+    sentence: nn.Parameter,
+    batch: tuple[Tensor, Tensor, Tensor],
+    steps: int,
+) -> float:
     optimiser = torch.optim.Adam([*decoder.parameters(), sentence], lr=2e-2)
     for _ in range(steps):
         loss, _ = decoder(*batch[:3], sentence, embeddings)
@@ -150,7 +160,9 @@ def _fit(decoder: ReviewDecoder, embeddings: nn.Embedding, sentence: nn.Paramete
     return loss.item()
 
 
-def _predictions(decoder: ReviewDecoder, embeddings: nn.Embedding, ids: Tensor, mask: Tensor, sentence: Tensor) -> Tensor:
+def _predictions(
+    decoder: ReviewDecoder, embeddings: nn.Embedding, ids: Tensor, mask: Tensor, sentence: Tensor
+) -> Tensor:
     decoder.eval()
     with torch.no_grad():
         hidden = decoder.hidden_states(ids, mask, sentence, embeddings)
@@ -253,7 +265,14 @@ def tiny_mlm():
     from transformers import BertConfig, BertForMaskedLM
 
     torch.manual_seed(10)
-    config = BertConfig(vocab_size=40, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16, max_position_embeddings=16)
+    config = BertConfig(
+        vocab_size=40,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+    )
     model = BertForMaskedLM(config).eval()
     _randomise_(model.cls.predictions.transform, seed=11)  # LayerNorm weight != 1, biases != 0
     with torch.no_grad():
@@ -283,7 +302,9 @@ def _assert_head_state(state: dict[str, Tensor] | None, model) -> None:
     head.load_state_dict(state)
     hidden = torch.randn(4, 8)
     with torch.no_grad():
-        torch.testing.assert_close(head(hidden, model.get_input_embeddings().weight), model.cls(hidden), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            head(hidden, model.get_input_embeddings().weight), model.cls(hidden), rtol=1e-5, atol=1e-5
+        )
 
 
 def test_load_mlm_head_from_safetensors(tiny_mlm, tmp_path: Path) -> None:
@@ -311,9 +332,19 @@ def test_load_mlm_head_with_tf_layer_norm_names(tiny_mlm, tmp_path: Path, file: 
     name the LayerNorm ``gamma``/``beta``; transformers renames them on load, and so must we."""
     from safetensors.torch import save_file
 
-    state = {key: value.detach().clone().contiguous() for key, value in tiny_mlm.state_dict().items() if key.startswith("cls.predictions.transform") or key == "cls.predictions.bias"}
-    state = {key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): value for key, value in state.items()}
-    assert "cls.predictions.transform.LayerNorm.gamma" in state and "cls.predictions.transform.LayerNorm.weight" not in state
+    state = {
+        key: value.detach().clone().contiguous()
+        for key, value in tiny_mlm.state_dict().items()
+        if key.startswith("cls.predictions.transform") or key == "cls.predictions.bias"
+    }
+    state = {
+        key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): value
+        for key, value in state.items()
+    }
+    assert (
+        "cls.predictions.transform.LayerNorm.gamma" in state
+        and "cls.predictions.transform.LayerNorm.weight" not in state
+    )
     if file.endswith(".safetensors"):
         save_file(state, str(tmp_path / file))
     else:

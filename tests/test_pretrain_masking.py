@@ -1,4 +1,4 @@
-"""Aspect-first MAP masking (scpt.pretrain.masking, DESIGN.md §4): the budget, the aspect-first rule,
+"""Aspect-first MAP masking (scpt.pretrain.masking, docs/design.md §4): the budget, the aspect-first rule,
 the uniformity of the random part and BERT's 80/10/10 corruption, pinned with hand values and with
 frequencies over fixed seeds (tolerances stated in binomial standard errors)."""
 
@@ -87,7 +87,7 @@ def test_aspect_first_rule_on_fixed_seeds() -> None:
     for seed in range(50):
         out = aspect_first_mask(ids, maskable, aspect, MASK_ID, vocab_size=100, generator=_generator(seed))
         assert not (out.selected & ~maskable).any(), "a special/padding position was selected"
-        for row, (m, aspect_tokens) in enumerate(_ROWS):
+        for row, (_, aspect_tokens) in enumerate(_ROWS):
             selected = out.selected[row]
             assert int(selected.sum()) == budgets[row], (seed, row)
             if len(aspect_tokens) <= budgets[row]:
@@ -158,7 +158,9 @@ def test_aspect_subset_is_uniform_when_over_budget() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _replacement_shares(vocab_size: int, seed: int, rows: int = 20_000, **fractions: float) -> tuple[float, float, float, int]:
+def _replacement_shares(
+    vocab_size: int, seed: int, rows: int = 20_000, **fractions: float
+) -> tuple[float, float, float, int]:
     """(share of selected -> mask id, -> another id, unchanged) over ``rows`` rows of M = 10 (budget 2)."""
     ids, maskable, aspect = _batch([10] * rows, [[]] * rows, width=12)
     out = aspect_first_mask(ids, maskable, aspect, MASK_ID, vocab_size, generator=_generator(seed), **fractions)
@@ -198,7 +200,9 @@ def test_random_replacements_cover_the_vocabulary_uniformly() -> None:
     """random_fraction = 1: each of V = 20 ids appears with frequency 1/20 among the replacements."""
     rows, v = 20_000, 20
     ids, maskable, aspect = _batch([10] * rows, [[]] * rows, width=12)
-    out = aspect_first_mask(ids, maskable, aspect, MASK_ID, v, mask_fraction=0.0, random_fraction=1.0, generator=_generator(3))
+    out = aspect_first_mask(
+        ids, maskable, aspect, MASK_ID, v, mask_fraction=0.0, random_fraction=1.0, generator=_generator(3)
+    )
     counts = torch.bincount(out.input_ids[out.selected], minlength=v)
     n = int(out.selected.sum())
     assert counts.numel() == v
@@ -224,7 +228,16 @@ def test_hand_case_with_all_selected_masked() -> None:
     """p = 1, mask_fraction = 1: every maskable token becomes [MASK]; specials and padding stay."""
     ids = torch.tensor([[1, 10, 11, 12, 2, 0]])
     maskable = torch.tensor([[False, True, True, True, False, False]])
-    out = aspect_first_mask(ids, maskable, torch.zeros_like(maskable), MASK_ID, 100, mask_probability=1.0, mask_fraction=1.0, random_fraction=0.0)
+    out = aspect_first_mask(
+        ids,
+        maskable,
+        torch.zeros_like(maskable),
+        MASK_ID,
+        100,
+        mask_probability=1.0,
+        mask_fraction=1.0,
+        random_fraction=0.0,
+    )
     assert out.input_ids.tolist() == [[1, 3, 3, 3, 2, 0]]
     assert out.labels.tolist() == [[IGNORE_INDEX, 10, 11, 12, IGNORE_INDEX, IGNORE_INDEX]]
 

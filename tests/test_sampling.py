@@ -122,7 +122,9 @@ def test_length_aware_class_groups_keep_the_guarantee_and_pad_little(min_per_cla
     labels = [0] * 500 + [1] * 300 + [2] * 200
     random.Random(2).shuffle(labels)
     torch.manual_seed(0)
-    aware = list(ClassGroupBatchSampler(labels, batch_size=32, min_per_class=min_per_class, lengths=lengths, pool_batches=10))
+    aware = list(
+        ClassGroupBatchSampler(labels, batch_size=32, min_per_class=min_per_class, lengths=lengths, pool_batches=10)
+    )
     torch.manual_seed(0)
     plain = list(ClassGroupBatchSampler(labels, batch_size=32, min_per_class=min_per_class))
     assert sorted(i for b in aware for i in b) == list(range(1000))  # one pass, every index once
@@ -134,7 +136,9 @@ def test_length_aware_class_groups_keep_the_guarantee_and_pad_little(min_per_cla
     assert padded_tokens(aware, lengths) / real < 1.2
     assert len(aware) <= len(plain) + 2  # packing stays nearly as tight
     torch.manual_seed(0)
-    again = list(ClassGroupBatchSampler(labels, batch_size=32, min_per_class=min_per_class, lengths=lengths, pool_batches=10))
+    again = list(
+        ClassGroupBatchSampler(labels, batch_size=32, min_per_class=min_per_class, lengths=lengths, pool_batches=10)
+    )
     assert again == aware  # reproducible from the global seed
 
 

@@ -5,7 +5,7 @@ For every batch size N, embedding size D (V = 2 views, tau = 0.07, labels from 1
 with a fixed seed, so every anchor has at least its other view as a positive) one forward + backward
 of each method is measured:
 
-    scpt       scpt.losses.SupConLoss()                  SupCon L_out (DESIGN.md section 2)
+    scpt       scpt.losses.SupConLoss()                  SupCon L_out (docs/design.md §2)
     scpt-dscl  scpt.losses.DSCLLoss(alpha=0.1)           a different loss; timed for comparison
     scpt-in    scpt.losses.SupConLoss(variant="in")      SupCon L_in
     pml        pytorch_metric_learning SupConLoss        L_out on the flat [N*V, D] normalised embeddings
@@ -534,7 +534,9 @@ def git_revision() -> str:
     git = ["git", "-C", str(root)]
     try:
         rev = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run([*git, "status", "--porcelain", "--", "scpt"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", "scpt"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if rev.returncode == 0 else "unknown"

@@ -17,7 +17,7 @@ from batch start to the end of the optimizer step is taken (Lightning: a callbac
 median samples/s of each path and their ratio.
 
 Usage:
-    SCPT_DATA_DIR=../shared/data python experiments/benchmarks/pretrain_throughput.py
+    SCPT_DATA_DIR=/path/to/data python experiments/benchmarks/pretrain_throughput.py
     python experiments/benchmarks/pretrain_throughput.py --steps 12 --warmup 2 --repeats 2 --encoder /path/to/tiny-bert
 """
 
@@ -47,10 +47,14 @@ class StepTimer(pl.Callback):
         self.losses: list[float] = []
         self._start = 0.0
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self.seconds.append(time.perf_counter() - self._start)
         self.losses.append(float(outputs["loss"]))
 
@@ -96,7 +100,9 @@ def run_lightning(args: argparse.Namespace, batches: list[dict[str, torch.Tensor
 def run_plain(args: argparse.Namespace, batches: list[dict[str, torch.Tensor]]) -> tuple[list[float], list[float]]:
     module = build_module(args)
     module.train()
-    optimizer = torch.optim.AdamW(no_decay_parameter_groups(module, module.hparams.weight_decay), lr=module.hparams.learning_rate)
+    optimizer = torch.optim.AdamW(
+        no_decay_parameter_groups(module, module.hparams.weight_decay), lr=module.hparams.learning_rate
+    )
     warmup = int(module.hparams.warmup_ratio * len(batches))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(len(batches), warmup))
     seconds, losses = [], []
@@ -134,17 +140,23 @@ def main() -> None:
             seconds, losses[name] = run(args, batches)
             rate = samples / sum(seconds[args.warmup :])
             rates[name].append(rate)
-            print(f"repeat {repeat + 1} {name:>9}: {rate:6.2f} samples/s, losses {[round(x, 4) for x in losses[name]]}", flush=True)
+            print(
+                f"repeat {repeat + 1} {name:>9}: {rate:6.2f} samples/s, losses {[round(x, 4) for x in losses[name]]}",
+                flush=True,
+            )
     plain, lightning = statistics.median(rates["plain"]), statistics.median(rates["lightning"])
     print()
-    print(f"torch {torch.__version__}, pytorch_lightning {pl.__version__}, {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads; encoder {args.encoder}, batch {args.batch_size}, decoder layers "
-          f"{args.decoder_layers}, {args.steps} steps ({args.warmup} untimed), {args.repeats} repeats")
+    print(
+        f"torch {torch.__version__}, pytorch_lightning {pl.__version__}, {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads; encoder {args.encoder}, batch {args.batch_size}, decoder layers "
+        f"{args.decoder_layers}, {args.steps} steps ({args.warmup} untimed), {args.repeats} repeats"
+    )
     print()
     print("| path | samples/s (median) | runs | vs plain |")
     print("|---|---|---|---|")
     print(f"| plain PyTorch loop | {plain:.2f} | {', '.join(f'{r:.2f}' for r in rates['plain'])} | 1.000 |")
-    print(f"| Lightning training step | {lightning:.2f} | {', '.join(f'{r:.2f}' for r in rates['lightning'])} | {lightning / plain:.3f} |")
+    lightning_runs = ", ".join(f"{r:.2f}" for r in rates["lightning"])
+    print(f"| Lightning training step | {lightning:.2f} | {lightning_runs} | {lightning / plain:.3f} |")
     print()
     print(f"Lightning path at {100 * lightning / plain:.1f}% of the plain loop's throughput (target: >= 90%).")
     gap = max(abs(a - b) for a, b in zip(losses["plain"], losses["lightning"]))

@@ -2,7 +2,8 @@
 # Run from the repository root: bash experiments/scapt_restaurants/ablation_no_scl.sh [output_dir]
 # Ablation: the same pre-training without the contrastive term (lambda_scl = 0), then the same fine-tuning seeds.
 set -euo pipefail
-export SCPT_DATA_DIR=${SCPT_DATA_DIR:-../shared/data} HF_HUB_OFFLINE=1 WANDB_MODE=${WANDB_MODE:-disabled}
+: "${SCPT_DATA_DIR:?set SCPT_DATA_DIR to the directory of the ABSA datasets (scpt data download)}"
+export SCPT_DATA_DIR HF_HUB_OFFLINE=1 WANDB_MODE=${WANDB_MODE:-disabled}
 out=${1:-runs/ablation/no_scl}
 start=$(date +%s)
 scpt pretrain fit --config configs/pretrain/restaurants.yaml --model.lambda_scl 0 \

@@ -28,7 +28,7 @@ What the released files (SCAPT-ABSA, commit 6f7f89a) contain, and how the reader
 * **Duplicates are kept.** Restaurant train has 6 and Laptop train 12 sentence texts that occur
   twice under different ids with identical annotations (3 and 11 duplicate aspect instances); the
   published counts include them. One sentence text is shared between train and test in each SemEval
-  domain, and 9 MAMS-train sentences appear in Restaurant test (DESIGN.md section 5).
+  domain, and 9 MAMS-train sentences appear in Restaurant test (docs/design.md §5).
 * MAMS sentences have no ``id`` attribute; they get ``"<file stem>:<sentence index>"`` (``"val:0"``).
 """
 

@@ -50,9 +50,7 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="scpt data", description="Download, verify and summarise the ABSA datasets."
-    )
+    parser = argparse.ArgumentParser(prog="scpt data", description="Download, verify and summarise the ABSA datasets.")
     subparsers = parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
     _add(subparsers, "download", "fetch the release files and check their SHA-256 sums", _download_command)
     _add(subparsers, "verify", "check the files in the data directory against the known sums", _verify_command)

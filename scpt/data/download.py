@@ -32,28 +32,17 @@ DEFAULT_BASE_URL = (
 """The release's data folder at the commit the sums below were taken from."""
 
 SHA256: dict[str, str] = {
-    "laptops/Laptops_Test_Gold.xml":
-        "aa3a30c9dd7e0eacf9b69e898eb4118a36c1b4f391a30a08dfc41a38d8b8745b",
-    "laptops/Laptops_Test_Gold_Implicit_Labeled.xml":
-        "999fe94542dc29185105282e1a086da8ae6a94074e88093b3fcc39242e2c8b4b",
-    "laptops/Laptops_Train_v2.xml":
-        "efec2ed73b4efb83b47c697114d800149c558118884afa80362a6e975ba7248c",
-    "laptops/Laptops_Train_v2_Implicit_Labeled.xml":
-        "6528e41b6e316c10b74951b912cd77a3d936f68cb5cd73a2a08a39792b481d60",
-    "mams/test.xml":
-        "f1a5f53b785335e9c57a1f82b1415026f821040b9e9662a2e467d47a54f20aa9",
-    "mams/train.xml":
-        "26ba39142b28169ebc80408294f4e27493bd1e127c6aa2e85ab4bc750bf8017a",
-    "mams/val.xml":
-        "5b7d225e2f9482a3814f15aed04ff8323105171a47d22d9899d871c4e0ba86ca",
-    "restaurants/Restaurants_Test_Gold.xml":
-        "f21509cfa37e16534cd5b2da043be487355b64ef48fe8d6aaacaeca6b49cc0fb",
-    "restaurants/Restaurants_Test_Gold_Implicit_Labeled.xml":
-        "c24c5984d96b85d8979c02be7999eeefb988d63d2dd643e8a0e429e55320fdb6",
-    "restaurants/Restaurants_Train_v2.xml":
-        "223601da1bded6caa4ef9cf91a7007578141ca6d8ed50d5a5c217565f89d2fc5",
-    "restaurants/Restaurants_Train_v2_Implicit_Labeled.xml":
-        "030a451bd607b499cd665a9be8ca04ba0107ec88533fb69e26e6e80f03ac88ef",
+    "laptops/Laptops_Test_Gold.xml": "aa3a30c9dd7e0eacf9b69e898eb4118a36c1b4f391a30a08dfc41a38d8b8745b",
+    "laptops/Laptops_Test_Gold_Implicit_Labeled.xml": "999fe94542dc29185105282e1a086da8ae6a94074e88093b3fcc39242e2c8b4b",  # noqa: E501
+    "laptops/Laptops_Train_v2.xml": "efec2ed73b4efb83b47c697114d800149c558118884afa80362a6e975ba7248c",
+    "laptops/Laptops_Train_v2_Implicit_Labeled.xml": "6528e41b6e316c10b74951b912cd77a3d936f68cb5cd73a2a08a39792b481d60",
+    "mams/test.xml": "f1a5f53b785335e9c57a1f82b1415026f821040b9e9662a2e467d47a54f20aa9",
+    "mams/train.xml": "26ba39142b28169ebc80408294f4e27493bd1e127c6aa2e85ab4bc750bf8017a",
+    "mams/val.xml": "5b7d225e2f9482a3814f15aed04ff8323105171a47d22d9899d871c4e0ba86ca",
+    "restaurants/Restaurants_Test_Gold.xml": "f21509cfa37e16534cd5b2da043be487355b64ef48fe8d6aaacaeca6b49cc0fb",
+    "restaurants/Restaurants_Test_Gold_Implicit_Labeled.xml": "c24c5984d96b85d8979c02be7999eeefb988d63d2dd643e8a0e429e55320fdb6",  # noqa: E501
+    "restaurants/Restaurants_Train_v2.xml": "223601da1bded6caa4ef9cf91a7007578141ca6d8ed50d5a5c217565f89d2fc5",
+    "restaurants/Restaurants_Train_v2_Implicit_Labeled.xml": "030a451bd607b499cd665a9be8ca04ba0107ec88533fb69e26e6e80f03ac88ef",  # noqa: E501
 }
 """Local path -> SHA-256 of every released file (copied from the data folder's SHA256SUMS)."""
 

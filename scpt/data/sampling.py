@@ -104,7 +104,9 @@ class ClassGroupBatchSampler(Sampler[list[int]]):
             raise ValueError(f"min_per_class must be >= 2 (a positive needs a second example), got {min_per_class}")
         smallest_batch = 2 * min_per_class if class_balanced else min_per_class
         if batch_size < smallest_batch:
-            raise ValueError(f"batch_size must be >= {smallest_batch} for min_per_class={min_per_class}, got {batch_size}")
+            raise ValueError(
+                f"batch_size must be >= {smallest_batch} for min_per_class={min_per_class}, got {batch_size}"
+            )
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         classes, counts = torch.unique(self.labels, return_counts=True)
         small = {int(c): int(n) for c, n in zip(classes, counts) if n < min_per_class}

@@ -66,7 +66,9 @@ def read_prediction_inputs(path: str | Path) -> list[AspectInstance]:
             if "from" in record and "to" in record:
                 start, end = record["from"], record["to"]
                 if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
-                    raise ValueError(f"{where}: span from={start!r} to={end!r} is not inside the text of length {len(text)}")
+                    raise ValueError(
+                        f"{where}: span from={start!r} to={end!r} is not inside the text of length {len(text)}"
+                    )
             elif isinstance(record.get("aspect"), str) and record["aspect"]:
                 start = text.find(record["aspect"])
                 if start < 0:
@@ -147,7 +149,9 @@ class AspectSentimentDataModule(pl.LightningDataModule):
             self.tokenizer = load_tokenizer(self.hparams.encoder)
         if stage == "predict":
             if self.hparams.predict_file is None:
-                raise ValueError("predict needs --data.predict_file (JSON lines with 'text' and 'aspect' or 'from'/'to')")
+                raise ValueError(
+                    "predict needs --data.predict_file (JSON lines with 'text' and 'aspect' or 'from'/'to')"
+                )
             self.predict_instances = read_prediction_inputs(self.hparams.predict_file)
             self.examples["predict"] = self._encode(self.predict_instances)
             return

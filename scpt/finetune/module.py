@@ -1,4 +1,4 @@
-"""Phase 2: the aspect-aware sentiment classifier (DESIGN.md §4), as a LightningModule.
+"""Phase 2: the aspect-aware sentiment classifier (docs/design.md §4), as a LightningModule.
 
     logits = W_c · dropout( [ P_cls h_CLS ; P_asp mean_{t in aspect} h_t ] ) + b_c      -> {positive, negative, neutral}
 
@@ -71,7 +71,8 @@ class AspectSentimentModule(EncoderModule):
         self.test_metrics = AspectSentimentMetrics(POLARITIES)
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        """Logits ``[B, 3]`` for a padded batch (``input_ids``, ``attention_mask``, ``token_type_ids``, ``aspect_mask``)."""
+        """Logits ``[B, 3]`` of a padded batch (``input_ids``, ``attention_mask``, ``token_type_ids``,
+        ``aspect_mask``)."""
         hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])  # [B, T, H]
         return self.head(hidden, batch["aspect_mask"])
 

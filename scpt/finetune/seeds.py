@@ -40,7 +40,9 @@ def run_seed(config_args: list[str], seed: int, run_dir: Path) -> dict[str, Any]
     checkpoint = cli.trainer.checkpoint_callback
     if checkpoint is None or not checkpoint.best_model_path:
         raise RuntimeError("no best checkpoint was saved: the config needs a ModelCheckpoint monitoring a dev metric")
-    tested = cli.trainer.test(cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint.best_model_path, weights_only=True)
+    tested = cli.trainer.test(
+        cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint.best_model_path, weights_only=True
+    )
     return {
         "seed": seed,
         "best_checkpoint": checkpoint.best_model_path,
@@ -75,7 +77,11 @@ def markdown_table(results: list[dict[str, Any]], summary: dict[str, dict[str, f
     ]
     for result in results:
         cells = [f"{result['test'][m]:.2f}" if m in result["test"] else "n/a" for m in metrics]
-        lines.append(f"| {result['seed']} | " + " | ".join(cells) + f" | {result['dev_score']:.2f} | {result['seconds'] / 60:.1f} |")
+        lines.append(
+            f"| {result['seed']} | "
+            + " | ".join(cells)
+            + f" | {result['dev_score']:.2f} | {result['seconds'] / 60:.1f} |"
+        )
     means = [f"**{_mean_std(summary[m])}**" for m in metrics]
     lines.append("| mean ± std | " + " | ".join(means) + " | | |")
     return "\n".join(lines) + "\n"
@@ -111,7 +117,9 @@ def main(argv: list[str]) -> int:
         write_atomically(args.output_dir / "summary.md", table, overwrite=True)
         write_atomically(
             args.output_dir / "summary.json",
-            json.dumps({"configs": args.config, "extra_args": passthrough, "runs": results, "summary": summary}, indent=2)
+            json.dumps(
+                {"configs": args.config, "extra_args": passthrough, "runs": results, "summary": summary}, indent=2
+            )
             + "\n",
             overwrite=True,
         )

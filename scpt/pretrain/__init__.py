@@ -1,4 +1,4 @@
-"""Phase 1: SCAPT-style supervised contrastive pre-training (DESIGN.md §4).
+"""Phase 1: SCAPT-style supervised contrastive pre-training (docs/design.md §4).
 
 - :mod:`scpt.pretrain.masking`: aspect-first token masking for masked aspect prediction.
 - :mod:`scpt.pretrain.heads`: projection head, MLM head, review-reconstruction decoder.

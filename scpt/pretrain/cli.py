@@ -25,7 +25,8 @@ class PretrainCLI(EncoderCLI):
         if last:
             print(
                 f"pre-trained checkpoint: {last}\n"
-                f"fine-tune from it:  scpt finetune fit --config configs/finetune/restaurants.yaml --model.encoder {last}\n"
+                "fine-tune from it:  scpt finetune fit --config configs/finetune/restaurants.yaml "
+                f"--model.encoder {last}\n"
                 f"or export it:       scpt export {last} <directory>"
             )
 

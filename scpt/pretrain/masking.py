@@ -1,4 +1,4 @@
-"""Masked aspect prediction (MAP): SCAPT's aspect-first token masking (DESIGN.md §4).
+"""Masked aspect prediction (MAP): SCAPT's aspect-first token masking (docs/design.md §4).
 
 Per sequence, a budget of ``floor(p · M + 1/2)`` tokens is masked (at least one), where M counts the
 *maskable* tokens (real sentence tokens: no special tokens, no padding) and p = 0.15:
@@ -82,8 +82,12 @@ def aspect_first_mask(
         )
     if not 0.0 < mask_probability <= 1.0:
         raise ValueError(f"mask_probability must be in (0, 1], got {mask_probability}")
-    if not (mask_fraction >= 0.0 and random_fraction >= 0.0 and mask_fraction + random_fraction <= 1.0):  # NaN fails too
-        raise ValueError(f"mask_fraction {mask_fraction} and random_fraction {random_fraction} must be >= 0 with sum <= 1")
+    if not (
+        mask_fraction >= 0.0 and random_fraction >= 0.0 and mask_fraction + random_fraction <= 1.0
+    ):  # NaN fails too
+        raise ValueError(
+            f"mask_fraction {mask_fraction} and random_fraction {random_fraction} must be >= 0 with sum <= 1"
+        )
     device = input_ids.device
     maskable = maskable.bool()
     priority = aspect.bool() & maskable

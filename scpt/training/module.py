@@ -63,7 +63,7 @@ class EncoderModule(pl.LightningModule):
         ).last_hidden_state
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the encoder's architecture and tokenizer (``--model.encoder x.ckpt`` and ``scpt export`` read them)."""
+        """Record the encoder's architecture and tokenizer (read by ``--model.encoder x.ckpt`` and ``scpt export``)."""
         checkpoint[ENCODER_RECORD_KEY] = encoder_record(self.encoder, self.tokenizer_source)
 
     def configure_optimizers(self) -> dict[str, Any]:

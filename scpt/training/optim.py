@@ -22,7 +22,7 @@ def no_decay_parameter_groups(model: nn.Module, weight_decay: float) -> list[dic
 
 
 def linear_warmup_decay(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """LR multiplier for ``LambdaLR``: 0 -> 1 linearly over ``warmup_steps``, then 1 -> 0 linearly at ``total_steps``."""
+    """``LambdaLR`` multiplier: 0 -> 1 linearly over ``warmup_steps``, then 1 -> 0 linearly at ``total_steps``."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
