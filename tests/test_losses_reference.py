@@ -99,7 +99,11 @@ def test_supcon_temperatures_and_normalize(variant, temperature, base_temperatur
     loss_fn = SupConLoss(temperature, base_temperature, variant, normalize=normalize, chunk_size=chunk_size)
     got = loss_fn(features, labels)
     expected = ref.supcon_batch(
-        features, labels, temperature=temperature, base_temperature=base_temperature, variant=variant,
+        features,
+        labels,
+        temperature=temperature,
+        base_temperature=base_temperature,
+        variant=variant,
         normalize=normalize,
     )
     ref.assert_rel(got, expected)
@@ -177,7 +181,7 @@ def test_simcse_matches_reference(hard, weight, normalize, chunk_size):
         z1, z2, z3 = z1 * 0.1, z2 * 0.1, z3 * 0.1
     z3 = z3 if hard else None
     loss_fn = SimCSELoss(temperature=0.05, hard_negative_weight=weight, normalize=normalize, chunk_size=chunk_size)
-    got = loss_fn(z1, z2, z3)
+    got = loss_fn(torch.stack([z1, z2], dim=1), hard_negatives=z3)
     expected = ref.simcse_batch(z1, z2, z3, temperature=0.05, hard_negative_weight=weight, normalize=normalize)
     ref.assert_rel(got, expected)
     assert loss_fn.last_stats.num_anchors == loss_fn.last_stats.num_valid_anchors == 6
@@ -199,7 +203,9 @@ def test_simcse_hard_negative_weight_is_a_log_weight_on_own_negative_only():
     """w = log(k) equals duplicating each anchor's own hard negative k times (and nothing else)."""
     g = torch.Generator().manual_seed(33)
     z1, z2, z3 = (torch.randn(4, 3, generator=g, dtype=torch.float64) for _ in range(3))
-    weighted = SimCSELoss(temperature=0.3, hard_negative_weight=math.log(3.0))(z1, z2, z3)
+    weighted = SimCSELoss(temperature=0.3, hard_negative_weight=math.log(3.0))(
+        torch.stack([z1, z2], dim=1), hard_negatives=z3
+    )
     expected = ref.simcse_batch(z1, z2, z3, temperature=0.3, hard_negative_weight=math.log(3.0))
     ref.assert_rel(weighted, expected)
     # explicit: per anchor, lse over [z2 ; z3] plus two extra copies of logit (i, z3_i)
@@ -363,3 +369,136 @@ def test_dscl_core_with_memory_queue(alpha, chunk_size):
     )
     assert got.valid.all()
     ref.assert_rel(got.losses, expected)
+
+
+# --------------------------------------------------------------------------------------------------
+# the loss modules with a memory (queue) of contrast-only entries: loss(features, labels, memory=, memory_labels=)
+
+
+def _memory_case(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(5, 2, D, generator=g, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 0, 2, 1])
+    memory = torch.randn(7, D, generator=g, dtype=torch.float64)
+    memory_labels = torch.tensor([2, 2, 0, 9, 1, 0, 9])  # 9: only in the memory
+    return features, labels, memory, memory_labels
+
+
+def _reference_with_memory(features, labels, memory, memory_labels, anchor_losses):
+    """Anchors = the batch views (sample-major), contrast = cat(batch views, memory), in float64 loops."""
+    z = torch.nn.functional.normalize(features.flatten(0, 1), dim=1)
+    contrast = torch.cat([z, torch.nn.functional.normalize(memory, dim=1)])
+    view_labels = labels.repeat_interleave(features.shape[1])
+    return z, contrast, view_labels, torch.cat([view_labels, memory_labels])
+
+
+@pytest.mark.parametrize("chunk_size", CHUNKS)
+@pytest.mark.parametrize("variant", ["out", "in"])
+def test_supcon_module_with_memory_matches_reference(variant, chunk_size):
+    features, labels, memory, memory_labels = _memory_case(60)
+    z, contrast, view_labels, contrast_labels = _reference_with_memory(features, labels, memory, memory_labels, None)
+    per = ref.supcon_anchor_losses(
+        z, contrast, ref.positives_from_labels(view_labels, contrast_labels), list(range(len(z))), 0.1, variant
+    )
+    loss_fn = SupConLoss(temperature=0.1, variant=variant, chunk_size=chunk_size)
+    got = loss_fn(features, labels, memory=memory, memory_labels=memory_labels)
+    ref.assert_rel(got, ref.batch_mean(per, 0.1, None))
+    assert loss_fn.last_stats.num_anchors == 10  # memory entries are never anchors
+    # memory with no entries = no memory
+    empty = loss_fn(features, labels, memory=memory[:0], memory_labels=memory_labels[:0])
+    ref.assert_rel(empty, ref.supcon_batch(features, labels, temperature=0.1, variant=variant))
+
+
+@pytest.mark.parametrize("chunk_size", CHUNKS)
+def test_dscl_module_with_memory_matches_reference(chunk_size):
+    """Memory entries join A(a) and C(a) (same class, other sample), never O(a)."""
+    features, labels, memory, memory_labels = _memory_case(61)
+    z, contrast, view_labels, contrast_labels = _reference_with_memory(features, labels, memory, memory_labels, None)
+    samples = torch.arange(5).repeat_interleave(2).tolist()
+    per = ref.dscl_anchor_losses(
+        z,
+        contrast,
+        view_labels.tolist(),
+        contrast_labels.tolist(),
+        samples,
+        samples + [-1] * 7,
+        list(range(10)),
+        0.1,
+        0.3,
+    )
+    got = DSCLLoss(temperature=0.1, alpha=0.3, chunk_size=chunk_size)(
+        features, labels, memory=memory, memory_labels=memory_labels
+    )
+    ref.assert_rel(got, ref.batch_mean(per, 0.1, None))
+
+
+def test_unsupervised_supcon_memory_entries_are_negatives_only():
+    features, _, memory, _ = _memory_case(62)
+    z, contrast, _, _ = _reference_with_memory(features, torch.zeros(5, dtype=torch.long), memory, torch.zeros(7), None)
+    samples = torch.arange(5).repeat_interleave(2)
+    contrast_ids = torch.cat([samples, torch.full((7,), -1)])
+    per = ref.supcon_anchor_losses(
+        z, contrast, ref.positives_from_labels(samples, contrast_ids), list(range(10)), 0.2, "out"
+    )
+    got = SupConLoss(temperature=0.2)(features, memory=memory)
+    ref.assert_rel(got, ref.batch_mean(per, 0.2, None))
+
+
+def test_simcse_memory_adds_negatives():
+    g = torch.Generator().manual_seed(63)
+    z1, z2, z3, memory = (torch.randn(n, D, generator=g, dtype=torch.float64) for n in (4, 4, 4, 3))
+    got = SimCSELoss(temperature=0.3, hard_negative_weight=0.5)(
+        torch.stack([z1, z2], dim=1), hard_negatives=z3, memory=memory
+    )
+    a, c, h, m = (torch.nn.functional.normalize(x, dim=1) for x in (z1, z2, z3, memory))
+    total = 0.0
+    for i in range(4):
+        logits = (
+            [float(a[i] @ x) / 0.3 for x in c] + [float(a[i] @ x) / 0.3 for x in h] + [float(a[i] @ x) / 0.3 for x in m]
+        )
+        logits[4 + i] += 0.5
+        total += ref.logsumexp(logits) - logits[i]
+    assert math.isclose(float(got), total / 4, rel_tol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("call", "pattern"),
+    [
+        (lambda f, y, m: SupConLoss()(f, y, memory=m), r"memory needs memory_labels \[K\]"),
+        (
+            lambda f, y, m: SupConLoss()(f, y, memory=m, memory_labels=torch.zeros(6, dtype=torch.long)),
+            r"memory_labels must have shape \[K\] = \[7\]",
+        ),
+        (
+            lambda f, y, m: SupConLoss()(f, y, memory_labels=torch.zeros(7, dtype=torch.long)),
+            r"memory_labels given without memory",
+        ),
+        (lambda f, y, m: SupConLoss()(f, mask=torch.eye(5, dtype=torch.bool), memory=m), r"no mask relation"),
+        (
+            lambda f, y, m: DSCLLoss()(f, y, memory=m[:, :3], memory_labels=torch.zeros(7, dtype=torch.long)),
+            r"memory must have shape \[K, D\] with D = 5",
+        ),
+    ],
+)
+def test_memory_bad_input(call, pattern):
+    features, labels, memory, _ = _memory_case(64)
+    with pytest.raises(ValueError, match=pattern):
+        call(features, labels, memory)
+
+
+def test_memory_gets_no_gradient_and_batch_gradient_matches_reference_queue_core():
+    """The module with memory = the functional core with a queue (its documented equivalent)."""
+    features, labels, memory, memory_labels = _memory_case(65)
+    leaf = features.clone().requires_grad_()
+    memory_leaf = memory.clone().requires_grad_()
+    SupConLoss(temperature=0.1)(leaf, labels, memory=memory_leaf, memory_labels=memory_labels).backward()
+    assert memory_leaf.grad is None
+    core_leaf = features.clone().requires_grad_()
+    z = torch.nn.functional.normalize(core_leaf, dim=-1).flatten(0, 1)
+    view_labels = labels.repeat_interleave(2)
+    contrast = torch.cat([z, torch.nn.functional.normalize(memory, dim=1)])
+    per = supcon_anchor_losses(
+        z, contrast, SameLabel.from_labels(view_labels, torch.cat([view_labels, memory_labels])), torch.arange(10), 0.1
+    )
+    per.losses.mean().backward()
+    torch.testing.assert_close(leaf.grad, core_leaf.grad, rtol=1e-10, atol=1e-12)

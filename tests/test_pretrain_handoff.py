@@ -62,16 +62,24 @@ def test_pretraining_logs_every_term_and_the_held_out_geometry(pretrained_checkp
     run = pretrained_checkpoint.parents[1]
     rows = (run / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
-    for column in ("train/loss_step", "train/scl_step", "train/map_step", "train/rr_step", "train/valid_anchor_fraction_step",
-                   "val/alignment", "val/uniformity", "val/scl"):  # fmt: skip
+    for column in ("train/loss_step", "train/scl_step", "train/map_step", "train/rr_step",
+                   "train/scl_valid_anchor_fraction_step", "train/scl_collapsed_step", "train/map_acc_step",
+                   "val/alignment", "val/uniformity", "val/scl", "val/scl_collapsed", "val/mean_cosine",
+                   "val/effective_rank", "val/probe_centroid", "val/probe_knn", "val/encoder_probe_knn"):  # fmt: skip
         assert column in header, column
     logged = yaml.safe_load((run / "hparams.yaml").read_text())
     assert logged["loss"] == "scpt.losses.SupConLoss" and logged["loss_temperature"] == 0.07
     assert logged["lambda_scl"] == 2.0 and logged["seed_everything"] == 7 and logged["min_per_class"] == 4
-    fractions = [float(r.split(",")[header.index("train/valid_anchor_fraction_step")]) for r in rows[1:]
-                 if r.split(",")[header.index("train/valid_anchor_fraction_step")]]  # fmt: skip
-    assert len(fractions) == 3 and all(f == 1.0 for f in fractions)  # the class-group sampler: every anchor has a positive
-    uniformity = [float(r.split(",")[header.index("val/uniformity")]) for r in rows[1:] if r.split(",")[header.index("val/uniformity")]]
+    fractions = [float(r.split(",")[header.index("train/scl_valid_anchor_fraction_step")]) for r in rows[1:]
+                 if r.split(",")[header.index("train/scl_valid_anchor_fraction_step")]]  # fmt: skip
+    assert len(fractions) == 3 and all(
+        f == 1.0 for f in fractions
+    )  # the class-group sampler: every anchor has a positive
+    uniformity = [
+        float(r.split(",")[header.index("val/uniformity")])
+        for r in rows[1:]
+        if r.split(",")[header.index("val/uniformity")]
+    ]
     assert uniformity and all(-4.0 <= u <= 0.0 for u in uniformity)  # log E exp(-2 d^2) lies in [-4, 0] on the sphere
 
 
@@ -94,7 +102,9 @@ def test_checkpoint_loads_with_weights_only_and_hands_over_the_encoder_exactly(p
 
 
 @needs_data
-def test_mismatched_encoder_weights_name_missing_and_unexpected_keys(pretrained_checkpoint: Path, tmp_path: Path) -> None:
+def test_mismatched_encoder_weights_name_missing_and_unexpected_keys(
+    pretrained_checkpoint: Path, tmp_path: Path
+) -> None:
     checkpoint = torch.load(pretrained_checkpoint, map_location="cpu", weights_only=True)
     state = checkpoint["state_dict"]
     del state["encoder.encoder.layer.1.output.dense.weight"]
@@ -122,13 +132,17 @@ def test_export_round_trip(pretrained_checkpoint: Path, tmp_path: Path) -> None:
     for key, value in expected.items():
         assert torch.equal(model.state_dict()[key], value), key
     tokenizer = AutoTokenizer.from_pretrained(target)
-    assert tokenizer("great pasta")["input_ids"] == load_tokenizer(str(pretrained_checkpoint))("great pasta")["input_ids"]
+    assert (
+        tokenizer("great pasta")["input_ids"] == load_tokenizer(str(pretrained_checkpoint))("great pasta")["input_ids"]
+    )
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0700
     assert (target / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
     provenance = json.loads((target / "scpt_export.json").read_text())
-    assert provenance["checkpoint"] == str(pretrained_checkpoint.resolve()) and len(provenance["checkpoint_sha256"]) == 64
+    assert (
+        provenance["checkpoint"] == str(pretrained_checkpoint.resolve()) and len(provenance["checkpoint_sha256"]) == 64
+    )
     before = sorted(p.name for p in target.iterdir())
     with pytest.raises(FileExistsError, match="refusing to overwrite"):
         export_encoder(pretrained_checkpoint, target)
@@ -140,12 +154,26 @@ def _pipeline_yaml(tmp_path: Path, tiny_bert_dir: Path, **overrides: object) -> 
     config = {
         "output_dir": str(tmp_path / "out"),
         "seeds": [1, 2],
-        "pretrain": {"configs": [str(PRETRAIN_CONFIG)], "args": pretrain_args(tiny_bert_dir, tmp_path / "unused")[2:-4]},
+        "pretrain": {
+            "configs": [str(PRETRAIN_CONFIG)],
+            "args": pretrain_args(tiny_bert_dir, tmp_path / "unused")[2:-4],
+        },
         "finetune": {
             "configs": [str(FINETUNE_CONFIG)],
-            "args": ["--model.encoder", str(tiny_bert_dir), "--data.limit", "48", "--data.batch_size", "16",
-                     "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
-                     "--trainer.enable_model_summary", "false"],  # fmt: skip
+            "args": [
+                "--model.encoder",
+                str(tiny_bert_dir),
+                "--data.limit",
+                "48",
+                "--data.batch_size",
+                "16",
+                "--trainer.max_epochs",
+                "1",
+                "--trainer.enable_progress_bar",
+                "false",
+                "--trainer.enable_model_summary",
+                "false",
+            ],  # fmt: skip
         },
     }
     config.update(overrides)
@@ -155,7 +183,9 @@ def _pipeline_yaml(tmp_path: Path, tiny_bert_dir: Path, **overrides: object) -> 
 
 
 @needs_data
-def test_pipeline_end_to_end_resumes_and_pairs_seeds(tiny_bert_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pipeline_end_to_end_resumes_and_pairs_seeds(
+    tiny_bert_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _pipeline_yaml(tmp_path, tiny_bert_dir)
     assert cli.main(["pipeline", "--config", str(path)]) == 0
     out = tmp_path / "out"
@@ -164,7 +194,9 @@ def test_pipeline_end_to_end_resumes_and_pairs_seeds(tiny_bert_dir: Path, tmp_pa
     assert results["metrics"] == ["acc", "macro_f1", "ise_acc", "ese_acc"] and results["seeds"] == [1, 2]
     runs = results["runs"]
     for metric in results["metrics"]:
-        differences = [p["test"][metric] - d["test"][metric] for p, d in zip(runs["pretrained"]["runs"], runs["direct"]["runs"])]
+        differences = [
+            p["test"][metric] - d["test"][metric] for p, d in zip(runs["pretrained"]["runs"], runs["direct"]["runs"])
+        ]
         assert table["difference"][metric]["mean"] == pytest.approx(sum(differences) / 2)
         direct = [run["test"][metric] for run in runs["direct"]["runs"]]
         assert table["direct"][metric]["mean"] == pytest.approx(sum(direct) / 2)
@@ -182,7 +214,11 @@ def test_pipeline_end_to_end_resumes_and_pairs_seeds(tiny_bert_dir: Path, tmp_pa
         assert torch.equal(exported[key], value)
 
     # a second run redoes nothing
-    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix in (".ckpt", ".json") and "results" not in p.name}
+    stamps = {
+        p: p.stat().st_mtime_ns
+        for p in out.rglob("*")
+        if p.is_file() and p.suffix in (".ckpt", ".json") and "results" not in p.name
+    }
     capsys.readouterr()
     assert cli.main(["pipeline", "--config", str(path)]) == 0
     printed = capsys.readouterr().out
@@ -191,14 +227,20 @@ def test_pipeline_end_to_end_resumes_and_pairs_seeds(tiny_bert_dir: Path, tmp_pa
     assert json.loads((out / "results.json").read_text())["table"] == table
 
     # resuming with other arguments is refused, naming the stage
-    changed = _pipeline_yaml(tmp_path, tiny_bert_dir, pretrain={"configs": [str(PRETRAIN_CONFIG)], "args": ["--model.lambda_rr", "0"]})
+    changed = _pipeline_yaml(
+        tmp_path, tiny_bert_dir, pretrain={"configs": [str(PRETRAIN_CONFIG)], "args": ["--model.lambda_rr", "0"]}
+    )
     with pytest.raises(RuntimeError, match="stage 'pretrain' .* ran with different arguments"):
         run_pipeline(load_pipeline_config(changed))
 
 
 def test_pipeline_config_errors_name_the_field(tmp_path: Path, tiny_bert_dir: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"output_dir": "x", "seeds": [1], "pretrain": {"configs": [str(PRETRAIN_CONFIG)]}, "finetun": {}}))
+    bad.write_text(
+        yaml.safe_dump(
+            {"output_dir": "x", "seeds": [1], "pretrain": {"configs": [str(PRETRAIN_CONFIG)]}, "finetun": {}}
+        )
+    )
     with pytest.raises(PipelineConfigError, match="unknown field.*finetun"):
         load_pipeline_config(bad)
     bad.write_text(yaml.safe_dump({"output_dir": "x", "seeds": [1, 1], "pretrain": {}, "finetune": {}}))

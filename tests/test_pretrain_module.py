@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from helpers import needs_data
 from scpt.data.corpus import AspectSpan, CorpusExample
 from scpt.losses import DSCLLoss, SimCSELoss, SupConLoss
 from scpt.pretrain.datamodule import ContrastivePretrainDataModule, collate_pretraining, encode_pretraining_example
-from scpt.pretrain.module import ContrastivePretrainModule, loss_hparams
+from scpt.pretrain.module import ContrastivePretrainModule
 
 
 def _batch(tokenizer, texts_labels: list[tuple[str, int]]) -> dict[str, torch.Tensor]:
@@ -49,39 +48,39 @@ def _module(tiny_bert_dir: Path, **kwargs) -> ContrastivePretrainModule:
 
 def test_total_is_the_weighted_sum_of_the_terms(tiny_bert_dir: Path, batch) -> None:
     module = _module(tiny_bert_dir, lambda_scl=2.0, lambda_map=0.5, lambda_rr=3.0)
-    terms = module.compute_terms(batch)
-    expected = 2.0 * terms.scl + 0.5 * terms.map + 3.0 * terms.rr
-    torch.testing.assert_close(terms.total, expected)
+    result = module.compute_terms(batch)
+    scl, map_loss, rr = (result.terms[name].loss for name in ("scl", "map", "rr"))
+    torch.testing.assert_close(result.total, 2.0 * scl + 0.5 * map_loss + 3.0 * rr)
     # MAP and RR start near log(vocab): the heads predict over the whole vocabulary
     vocab = module.encoder.config.vocab_size
-    assert abs(terms.map.item() - torch.log(torch.tensor(float(vocab))).item()) < 1.5
-    assert abs(terms.rr.item() - torch.log(torch.tensor(float(vocab))).item()) < 1.5
+    assert abs(map_loss.item() - torch.log(torch.tensor(float(vocab))).item()) < 1.5
+    assert abs(rr.item() - torch.log(torch.tensor(float(vocab))).item()) < 1.5
 
 
 def test_scl_term_is_the_loss_on_the_projected_cls_vector(tiny_bert_dir: Path, batch) -> None:
     module = _module(tiny_bert_dir, lambda_map=0.0, lambda_rr=0.0).eval()  # eval: no dropout, no masking
-    terms = module.compute_terms(batch)
+    result = module.compute_terms(batch)
     hidden = module.encoder(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"]
     ).last_hidden_state
-    features = module.projection(hidden[:, 0]).unsqueeze(1)  # [B, 1, D]
+    features = module.objectives["scl"].projection(hidden[:, 0]).unsqueeze(1)  # [B, 1, D]
     expected = SupConLoss(temperature=0.07)(features, batch["labels"])
-    torch.testing.assert_close(terms.scl, expected)
-    torch.testing.assert_close(terms.total, 2.0 * expected)
+    torch.testing.assert_close(result.terms["scl"].loss, expected)
+    torch.testing.assert_close(result.total, 2.0 * expected)
     # labels 0,1,0,1,2,0: the one example of class 2 has no positive
-    assert terms.valid_anchor_fraction == pytest.approx(5 / 6)
+    assert result.terms["scl"].metrics["valid_anchor_fraction"] == pytest.approx(5 / 6)
+    assert result.terms["scl"].metrics["collapsed"] == pytest.approx(torch.log(torch.tensor(5.0)).item())
 
 
 def test_a_zero_weight_removes_its_head(tiny_bert_dir: Path, batch) -> None:
     module = _module(tiny_bert_dir, lambda_map=0.0, lambda_rr=0.0)
-    assert module.map_head is None and module.decoder is None
-    assert not any(key.startswith(("map_head.", "decoder.")) for key in module.state_dict())
-    terms = module.compute_terms(batch)
-    assert terms.map is None and terms.rr is None
+    assert list(module.objectives) == ["scl"]
+    assert not any(key.startswith(("objectives.map.", "objectives.rr.")) for key in module.state_dict())
+    assert list(module.compute_terms(batch).terms) == ["scl"]
     only_rr = _module(tiny_bert_dir, lambda_scl=0.0, lambda_map=0.0)
-    assert only_rr.projection is None and only_rr.map_head is None and only_rr.decoder is not None
-    assert only_rr.compute_terms(batch).scl is None
-    with pytest.raises(ValueError, match="all 0"):
+    assert list(only_rr.objectives) == ["rr"] and only_rr.contrastive is None
+    assert list(only_rr.compute_terms(batch).terms) == ["rr"]
+    with pytest.raises(ValueError, match="weight 0"):
         _module(tiny_bert_dir, lambda_scl=0.0, lambda_map=0.0, lambda_rr=0.0)
     with pytest.raises(ValueError, match="lambda_map must be >= 0"):
         _module(tiny_bert_dir, lambda_map=-1.0)
@@ -100,13 +99,14 @@ def test_map_and_rr_gradients_reach_the_tied_input_embeddings(tiny_bert_dir: Pat
 
 
 def test_views_differ_by_dropout_only(tiny_bert_dir: Path, batch) -> None:
-    module = _module(tiny_bert_dir, lambda_map=0.0, lambda_rr=0.0, num_views=2, loss=SimCSELoss(temperature=0.05))
     captured = {}
-    def capture(features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        captured["features"] = features
-        return features.sum()
 
-    module.contrastive_loss = capture  # type: ignore[method-assign]
+    class Capture(SimCSELoss):
+        def forward(self, features: torch.Tensor, labels: torch.Tensor | None = None, **extras) -> torch.Tensor:
+            captured["features"] = features
+            return features.sum()
+
+    module = _module(tiny_bert_dir, lambda_map=0.0, lambda_rr=0.0, num_views=2, loss=Capture(temperature=0.05))
     module.train()
     module.compute_terms(batch)
     features = captured["features"]
@@ -120,23 +120,28 @@ def test_views_differ_by_dropout_only(tiny_bert_dir: Path, batch) -> None:
 def test_simcse_needs_two_views_and_gets_them(tiny_bert_dir: Path, batch) -> None:
     with pytest.raises(ValueError, match="num_views >= 2"):
         _module(tiny_bert_dir, loss=SimCSELoss())
-    module = _module(tiny_bert_dir, lambda_map=0.0, lambda_rr=0.0, num_views=2, loss=SimCSELoss(temperature=0.05)).eval()
-    terms = module.compute_terms(batch)
+    module = _module(
+        tiny_bert_dir, lambda_map=0.0, lambda_rr=0.0, num_views=2, loss=SimCSELoss(temperature=0.05)
+    ).eval()
+    result = module.compute_terms(batch)
     hidden = module.encoder(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"]
     ).last_hidden_state
-    z = module.projection(hidden[:, 0])
-    torch.testing.assert_close(terms.scl, SimCSELoss(temperature=0.05)(z, z))
+    z = module.objectives["scl"].projection(hidden[:, 0])
+    torch.testing.assert_close(result.terms["scl"].loss, SimCSELoss(temperature=0.05)(torch.stack([z, z], dim=1)))
 
 
 def test_loss_settings_become_flat_hyperparameters(tiny_bert_dir: Path) -> None:
-    module = _module(tiny_bert_dir, loss=DSCLLoss(temperature=0.1, alpha=0.25))
-    assert module.hparams["loss"] == "scpt.losses.DSCLLoss"
-    assert module.hparams["loss_temperature"] == 0.1 and module.hparams["loss_alpha"] == 0.25
-    assert loss_hparams(SupConLoss(variant="in"))["loss_variant"] == "in"
+    module = _module(tiny_bert_dir, loss=DSCLLoss(temperature=0.1, alpha=0.25), queue_size=64)
+    described = module.describe()
+    assert described["loss"] == "scpt.losses.DSCLLoss"
+    assert described["loss_temperature"] == 0.1 and described["loss_alpha"] == 0.25
+    assert described["lambda_scl"] == 2.0 and described["queue_size"] == 64 and described["decoder_layers"] == 1
     default = _module(tiny_bert_dir)  # SCAPT's loss when none is given
-    assert default.hparams["loss"] == "scpt.losses.SupConLoss" and default.hparams["loss_temperature"] == 0.07
-    assert default.hparams["loss_variant"] == "out"
+    assert default.describe()["loss"] == "scpt.losses.SupConLoss" and default.describe()["loss_temperature"] == 0.07
+    assert default.describe()["loss_variant"] == "out"
+    # the checkpoint's hyperparameters are the constructor's primitives: no loss object, no derived keys
+    assert "loss" not in module.hparams and "loss_temperature" not in module.hparams
     assert all(isinstance(v, (str, int, float, bool, type(None), list)) for v in module.hparams.values())
 
 
@@ -149,10 +154,11 @@ def test_map_head_starts_from_a_checkpoint_mlm_head(tmp_path: Path, tiny_bert_di
     mlm.save_pretrained(tmp_path / "mlm")
     AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(tmp_path / "mlm")
     module = ContrastivePretrainModule(encoder=str(tmp_path / "mlm"), decoder_layers=1)
-    assert module.map_head_source == "checkpoint MLM head"
-    torch.testing.assert_close(module.map_head.dense.weight, mlm.cls.predictions.transform.dense.weight)
-    torch.testing.assert_close(module.map_head.bias, mlm.cls.predictions.bias)
-    assert _module(tiny_bert_dir).map_head_source.startswith("random")
+    head = module.objectives["map"]
+    assert head.head_source == "checkpoint MLM head"
+    torch.testing.assert_close(head.head.dense.weight, mlm.cls.predictions.transform.dense.weight)
+    torch.testing.assert_close(head.head.bias, mlm.cls.predictions.bias)
+    assert _module(tiny_bert_dir).objectives["map"].head_source.startswith("random")
 
 
 def test_pair_encoding_marks_maskable_and_aspect_tokens(minilm_tokenizer) -> None:
@@ -170,18 +176,24 @@ def test_pair_encoding_marks_maskable_and_aspect_tokens(minilm_tokenizer) -> Non
     assert sentence.maskable == [0, 1, 1, 1, 1, 1, 1, 1, 1, 0]
     assert sentence.aspect == [0, 0, 1, 0, 0, 0, 0, 1, 0, 0]
     with pytest.raises(ValueError, match="needs per-aspect examples"):
-        encode_pretraining_example(minilm_tokenizer, CorpusExample(text, "positive", (fish,), None, "f:3"), 0, "pair", 64)
+        encode_pretraining_example(
+            minilm_tokenizer, CorpusExample(text, "positive", (fish,), None, "f:3"), 0, "pair", 64
+        )
 
 
 def test_long_sentences_are_cut_around_the_target(minilm_tokenizer) -> None:
     text = " ".join(f"w{i}" for i in range(80)) + " the curry was superb " + " ".join(f"v{i}" for i in range(80))
     start = text.index("curry")
     curry = AspectSpan("curry", start, start + 5)
-    encoded = encode_pretraining_example(minilm_tokenizer, CorpusExample(text, "positive", (curry,), curry, "t"), 0, "pair", 48)
+    encoded = encode_pretraining_example(
+        minilm_tokenizer, CorpusExample(text, "positive", (curry,), curry, "t"), 0, "pair", 48
+    )
     assert len(encoded.input_ids) <= 48
     tokens = minilm_tokenizer.convert_ids_to_tokens(encoded.input_ids)
     assert tokens[-3:] == ["[SEP]", "curry", "[SEP]"] and tokens.count("curry") == 2
-    sentence = encode_pretraining_example(minilm_tokenizer, CorpusExample(text, "positive", (curry,), None, "t"), 0, "sentence", 48)
+    sentence = encode_pretraining_example(
+        minilm_tokenizer, CorpusExample(text, "positive", (curry,), None, "t"), 0, "sentence", 48
+    )
     assert len(sentence.input_ids) <= 48 and sum(sentence.aspect) == 0  # the aspect fell outside the kept prefix
 
 
@@ -217,9 +229,11 @@ def test_datamodule_reads_user_files_with_a_label_map_and_skips_bad_lines(tmp_pa
         "not json",
     ]
     path = tmp_path / "corpus.jsonl"
-    path.write_text("\n".join(l if isinstance(l, str) else json.dumps(l) for l in lines) + "\n")
-    common = dict(in_domain=None, files=[str(path)], label_map={"1": "negative", "5": "positive"}, input_format="sentence",
-                  label_mode="sentence", val_size=0, batch_size=4, min_per_class=2, dedup_against=[])  # fmt: skip
+    path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n")
+    common = dict(
+        in_domain=None, files=[str(path)], label_map={"1": "negative", "5": "positive"}, input_format="sentence",
+        label_mode="sentence", val_size=0, batch_size=4, min_per_class=2, dedup_against=[],
+    )  # fmt: skip
     with pytest.raises(ValueError, match="corpus.jsonl:3"):
         ContrastivePretrainDataModule(**common).setup("fit")
     data = ContrastivePretrainDataModule(**common, on_error="skip")
@@ -242,12 +256,18 @@ def test_user_files_are_deduplicated_against_evaluation_sentences(tmp_path: Path
 
     test_sentence = load_splits("restaurants")["test"][0].text
     path = tmp_path / "corpus.jsonl"
-    rows = [{"text": "  " + test_sentence.upper() + " ", "label": "positive"}, {"text": "fine food", "label": "positive"},
-            {"text": "awful food", "label": "negative"}, {"text": "awful staff", "label": "negative"}]  # fmt: skip
+    rows = [
+        {"text": "  " + test_sentence.upper() + " ", "label": "positive"},
+        {"text": "fine food", "label": "positive"},
+        {"text": "awful food", "label": "negative"},
+        {"text": "awful staff", "label": "negative"},
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     data = ContrastivePretrainDataModule(in_domain=None, files=[str(path)], input_format="sentence", val_size=0)
     data.setup("fit")
     assert len(data.encoded["train"]) == 3 and data.report.removed_eval_overlap == 1
-    kept = ContrastivePretrainDataModule(in_domain=None, files=[str(path)], input_format="sentence", val_size=0, dedup_against=[])
+    kept = ContrastivePretrainDataModule(
+        in_domain=None, files=[str(path)], input_format="sentence", val_size=0, dedup_against=[]
+    )
     kept.setup("fit")
     assert len(kept.encoded["train"]) == 4

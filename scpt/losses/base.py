@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -11,6 +13,7 @@ from torch import Tensor, nn
 from scpt.losses.checks import (
     check_chunk_size,
     check_features,
+    check_memory_labels,
     check_positive,
     normalize_rows,
 )
@@ -35,10 +38,16 @@ class LossStats:
     Attributes:
         num_anchors: anchors in the batch (N·V for SupCon/DSCL, N for SimCSE).
         num_valid_anchors: anchors with at least one positive; only these enter the mean.
+        contrast_size: |A(a)|, the entries each anchor is contrasted with (N·V - 1 + K for SupCon and
+            DSCL with K memory entries; the candidates for SimCSE).
+        collapsed_loss: the loss when every feature coincides, ``scale · log |A(a)|``: a collapsed
+            representation sits exactly there, and the gradient vanishes (docs/design.md §7).
     """
 
     num_anchors: int
     num_valid_anchors: int
+    contrast_size: int = 0
+    collapsed_loss: float = float("nan")
 
     @property
     def valid_fraction(self) -> float:
@@ -59,10 +68,29 @@ def mean_over_valid(anchor_losses: AnchorLosses, scale: float, graph_source: Ten
 
 
 class ContrastiveLoss(nn.Module):
-    """Base of the multi-view contrastive losses: temperature, base temperature, normalisation.
+    """Base of every contrastive loss: one calling convention, its settings, its stats.
 
-    After every call :attr:`last_stats` holds a :class:`LossStats` for logging.
+    Every subclass is called the same way::
+
+        loss(features, labels=None, *, memory=None, memory_labels=None, **extras)
+
+    - ``features``: ``[N, V, D]`` (V views per sample) or ``[N, D]`` (one view).
+    - ``labels``: ``[N]`` integer classes (ignored by losses whose :attr:`uses_labels` is False).
+    - ``memory`` ``[K, D]`` and ``memory_labels`` ``[K]``: contrast-only entries, e.g. a memory queue
+      (docs/design.md §3): they join every anchor's contrast set A(a), and its positives P(a) where
+      the labels match, but are never anchors and receive no gradient.
+    - ``**extras``: what a loss needs beyond that (SimCSE: ``hard_negatives``).
+
+    Class attributes say what a loss needs, so a training loop never asks for a class by name:
+    :attr:`min_views` (views per sample the loss needs), :attr:`uses_labels`. :meth:`hparams`
+    describes the loss as flat, logger-friendly keys. After every call :attr:`last_stats` holds a
+    :class:`LossStats`.
     """
+
+    #: Views per sample the loss needs (SimCSE contrasts two dropout views: 2).
+    min_views: ClassVar[int] = 1
+    #: Whether the loss reads ``labels`` (supervised) or ignores them.
+    uses_labels: ClassVar[bool] = True
 
     def __init__(
         self, temperature: float, base_temperature: float | None, normalize: bool, chunk_size: int | None
@@ -71,7 +99,9 @@ class ContrastiveLoss(nn.Module):
         owner = type(self).__name__
         self.temperature = check_positive(owner, "temperature", temperature)
         self.base_temperature = (
-            self.temperature if base_temperature is None else check_positive(owner, "base_temperature", base_temperature)
+            self.temperature
+            if base_temperature is None
+            else check_positive(owner, "base_temperature", base_temperature)
         )
         self.normalize = bool(normalize)
         self.chunk_size = check_chunk_size(owner, chunk_size)
@@ -93,8 +123,55 @@ class ContrastiveLoss(nn.Module):
             features = normalize_rows(type(self).__name__, "features", features, row_names="[sample, view]")
         return features.reshape(num_samples * num_views, dim), num_samples, num_views
 
-    def record(self, anchor_losses: AnchorLosses) -> None:
-        self.last_stats = LossStats(int(anchor_losses.valid.numel()), int(anchor_losses.losses.numel()))
+    def record(self, anchor_losses: AnchorLosses, contrast_size: int) -> None:
+        """Keep :class:`LossStats` of this call; ``contrast_size`` is |A(a)|."""
+        collapsed = self.scale * math.log(contrast_size) if contrast_size > 0 else float("nan")
+        self.last_stats = LossStats(
+            int(anchor_losses.valid.numel()), int(anchor_losses.losses.numel()), contrast_size, collapsed
+        )
+
+    def prepare_memory(
+        self, memory: Tensor | None, memory_labels: Tensor | None, like: Tensor, needs_labels: bool
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """Check contrast-only entries ``memory`` [K, D] (and ``memory_labels`` [K]) against ``like`` [M, D].
+
+        Returns them in ``like``'s dtype and device, normalised if the loss normalises, detached;
+        ``(None, None)`` when ``memory`` is ``None`` or empty.
+        """
+        owner = type(self).__name__
+        if memory is None:
+            if memory_labels is not None:
+                raise ValueError(f"{owner}: memory_labels given without memory")
+            return None, None
+        if not isinstance(memory, Tensor) or memory.dim() != 2 or memory.shape[1] != like.shape[1]:
+            shape = tuple(memory.shape) if isinstance(memory, Tensor) else type(memory).__name__
+            raise ValueError(f"{owner}: memory must have shape [K, D] with D = {like.shape[1]}, got {shape}")
+        if needs_labels:
+            if memory_labels is None:
+                raise ValueError(f"{owner}: memory needs memory_labels [K] when the batch has labels")
+            memory_labels = check_memory_labels(owner, memory_labels, memory.shape[0]).to(like.device)
+        if memory.shape[0] == 0:
+            return None, None
+        memory = memory.detach().to(device=like.device, dtype=like.dtype)
+        if self.normalize:
+            memory = normalize_rows(owner, "memory", memory)
+        return memory, memory_labels
+
+    def hparams(self) -> dict[str, Any]:
+        """Flat description for loggers: ``{"loss": class path, "loss_<setting>": value, ...}``.
+
+        Every constructor argument that the instance keeps as an attribute of the same name is
+        included, so a new loss's own settings are logged without a list to maintain.
+        """
+        cls = type(self)
+        module = cls.__module__
+        package = "scpt.losses" if module.startswith("scpt.losses.") else module  # public path of scpt's losses
+        described: dict[str, Any] = {"loss": f"{package}.{cls.__qualname__}"}
+        for name in inspect.signature(cls.__init__).parameters:
+            value = getattr(self, name, None) if name != "self" else None
+            if isinstance(value, (bool, int, float, str)):
+                described[f"loss_{name}"] = value
+        return described
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, base_temperature={self.base_temperature}, normalize={self.normalize}"

@@ -95,12 +95,28 @@ def check_labels(owner: str, labels: Tensor, num_samples: int) -> Tensor:
     return labels.long()
 
 
+def check_memory_labels(owner: str, labels: Tensor, num_entries: int) -> Tensor:
+    """Integer labels ``[K]``, one per memory entry."""
+    if not isinstance(labels, Tensor):
+        raise ValueError(f"{owner}: memory_labels must be a torch.Tensor, got {type(labels).__name__}")
+    if labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"{owner}: memory_labels must be an integer tensor, got dtype {labels.dtype}")
+    if labels.dim() != 1 or labels.shape[0] != num_entries:
+        raise ValueError(
+            f"{owner}: memory_labels must have shape [K] = [{num_entries}] (one per memory entry), "
+            f"got shape {tuple(labels.shape)}"
+        )
+    return labels.long()
+
+
 def check_mask(owner: str, mask: Tensor, num_samples: int) -> Tensor:
     """A ``[N, N]`` positive mask over samples, bool or 0/1 -> bool."""
     if not isinstance(mask, Tensor):
         raise ValueError(f"{owner}: mask must be a torch.Tensor, got {type(mask).__name__}")
     if mask.shape != (num_samples, num_samples):
-        raise ValueError(f"{owner}: mask must have shape [N, N] = [{num_samples}, {num_samples}], got {tuple(mask.shape)}")
+        raise ValueError(
+            f"{owner}: mask must have shape [N, N] = [{num_samples}, {num_samples}], got {tuple(mask.shape)}"
+        )
     if mask.dtype != torch.bool:
         binary = (mask == 0) | (mask == 1)
         if not bool(binary.all()):

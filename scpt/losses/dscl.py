@@ -105,27 +105,47 @@ class DSCLLoss(ContrastiveLoss):
         super().__init__(temperature, base_temperature, normalize, chunk_size)
         self.alpha = check_unit_interval(type(self).__name__, "alpha", alpha)
 
-    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
-        """Loss of a batch: ``features`` [N, V, D] or [N, D], ``labels`` [N] integer classes."""
+    def forward(
+        self,
+        features: Tensor,
+        labels: Tensor | None = None,
+        *,
+        memory: Tensor | None = None,
+        memory_labels: Tensor | None = None,
+    ) -> Tensor:
+        """Loss of a batch.
+
+        Args:
+            features: ``[N, V, D]`` or ``[N, D]``.
+            labels: ``[N]`` integer classes (required: DSCL is supervised).
+            memory, memory_labels: ``[K, D]`` contrast-only entries and their ``[K]`` labels (DSCL's
+                queue "M"): in every A(a), and in C(a) where the label matches; never in O(a).
+        """
         owner = type(self).__name__
         if labels is None:
             raise ValueError(f"{owner}: labels are required (DSCL is supervised); got None")
         with autocast_off(owner, "features", features):
             z, num_samples, num_views = self.flat_views(features)
+            memory, memory_labels = self.prepare_memory(memory, memory_labels, z, needs_labels=True)
+            contrast = z if memory is None else torch.cat([z, memory])
             view_labels = check_labels(owner, labels, num_samples).to(z.device).repeat_interleave(num_views)
             sample_ids = torch.arange(num_samples, device=z.device).repeat_interleave(num_views)
+            contrast_labels, contrast_ids = view_labels, sample_ids
+            if memory is not None:
+                contrast_labels = torch.cat([view_labels, memory_labels])
+                contrast_ids = torch.cat([sample_ids, sample_ids.new_full((memory.shape[0],), -1)])  # no anchor's
             self_columns = torch.arange(z.shape[0], device=z.device)
             anchor_losses = dscl_anchor_losses(
                 z,
-                z,
-                SameLabel.from_labels(view_labels, view_labels),
-                SameLabel.from_labels(sample_ids, sample_ids),
+                contrast,
+                SameLabel.from_labels(view_labels, contrast_labels),
+                SameLabel.from_labels(sample_ids, contrast_ids),
                 self_columns,
                 self.temperature,
                 self.alpha,
                 self.chunk_size,
             )
-            self.record(anchor_losses)
+            self.record(anchor_losses, contrast.shape[0] - 1)
             return mean_over_valid(anchor_losses, self.scale, z)
 
     def extra_repr(self) -> str:

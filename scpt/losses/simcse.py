@@ -1,4 +1,4 @@
-"""SimCSE: in-batch contrastive loss over sentence pairs (Gao et al., EMNLP 2021; DESIGN.md §2).
+"""SimCSE: in-batch contrastive loss over sentence pairs (Gao et al., EMNLP 2021; docs/design.md §2).
 
 For anchors z1_i and candidates z2_j (and hard negatives z3_j when given), with cos/tau logits,
 
@@ -13,14 +13,13 @@ passes (premise, entailment, contradiction) triples.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from scpt.losses.base import AnchorLosses, LossStats, autocast_off
+from scpt.losses.base import AnchorLosses, ContrastiveLoss, autocast_off
 from scpt.losses.checks import (
     as_compute_dtype,
-    check_chunk_size,
+    check_features,
     check_finite,
-    check_positive,
     normalize_rows,
 )
 from scpt.losses.logsumexp import ColumnOffset, similarity_logsumexp
@@ -33,6 +32,7 @@ def simcse_anchor_losses(
     temperature: float,
     hard_negative_weight: float = 0.0,
     chunk_size: int | None = None,
+    memory: Tensor | None = None,
 ) -> AnchorLosses:
     """Per-anchor SimCSE losses (cross-entropy with target i).
 
@@ -43,12 +43,15 @@ def simcse_anchor_losses(
         temperature: tau.
         hard_negative_weight: w, added to logit (i, z3_i).
         chunk_size: see :func:`~scpt.losses.logsumexp.similarity_logsumexp`.
+        memory: ``[K, D]`` extra negatives appended to every anchor's candidates, or ``None``.
 
     Returns:
         :class:`AnchorLosses`; every anchor has its positive, so all N are valid.
     """
     num = anchors.shape[0]
     contrast = candidates if hard_negatives is None else torch.cat([candidates, hard_negatives])  # [N or 2N, D]
+    if memory is not None:
+        contrast = torch.cat([contrast, memory])  # [.. + K, D]; the hard-negative columns keep their offsets
     offsets = []
     if hard_negatives is not None and hard_negative_weight != 0.0:
         offsets.append(ColumnOffset(torch.arange(num, 2 * num, device=anchors.device), hard_negative_weight))
@@ -58,8 +61,12 @@ def simcse_anchor_losses(
     return AnchorLosses(lse_all - positive_logit, torch.ones(num, dtype=torch.bool, device=anchors.device))
 
 
-class SimCSELoss(nn.Module):
+class SimCSELoss(ContrastiveLoss):
     """SimCSE contrastive loss, unsupervised (dropout views) or supervised (with hard negatives).
+
+    Called like every scpt loss, ``loss(features, labels=None, *, hard_negatives=None, memory=None)``:
+    views 0 and 1 of ``features`` ``[N, V >= 2, D]`` are z1 (anchors) and z2 (their positives);
+    labels are ignored. ``memory`` ``[K, D]`` adds contrast-only negatives (a MoCo-style queue).
 
     Args:
         temperature: tau > 0 (SimCSE's default 0.05).
@@ -68,6 +75,9 @@ class SimCSELoss(nn.Module):
         chunk_size: anchor rows per chunk; ``None`` chooses automatically.
     """
 
+    min_views = 2
+    uses_labels = False
+
     def __init__(
         self,
         temperature: float = 0.05,
@@ -75,38 +85,60 @@ class SimCSELoss(nn.Module):
         normalize: bool = True,
         chunk_size: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(temperature, None, normalize, chunk_size)
         owner = type(self).__name__
-        self.temperature = check_positive(owner, "temperature", temperature)
         weight_ok = isinstance(hard_negative_weight, (int, float)) and not isinstance(hard_negative_weight, bool)
         if not weight_ok or hard_negative_weight != hard_negative_weight or abs(hard_negative_weight) == float("inf"):
             raise ValueError(f"{owner}: hard_negative_weight must be a finite number, got {hard_negative_weight!r}")
         self.hard_negative_weight = float(hard_negative_weight)
-        self.normalize = bool(normalize)
-        self.chunk_size = check_chunk_size(owner, chunk_size)
-        self.last_stats: LossStats | None = None
 
-    def _prepare(self, name: str, z: Tensor, shape: tuple[int, ...] | None) -> Tensor:
+    def _prepare(self, name: str, z: Tensor, shape: tuple[int, ...]) -> Tensor:
         owner = type(self).__name__
         z = as_compute_dtype(owner, name, z)
-        if z.dim() != 2 or z.shape[0] == 0 or z.shape[1] == 0:
-            raise ValueError(f"{owner}: {name} must have shape [N, D] with N, D >= 1, got {tuple(z.shape)}")
-        if shape is not None and tuple(z.shape) != shape:
-            raise ValueError(f"{owner}: {name} must have the shape of z1, {shape}, got {tuple(z.shape)}")
+        if tuple(z.shape) != shape:
+            raise ValueError(f"{owner}: {name} must have the shape of one view, {shape}, got {tuple(z.shape)}")
         check_finite(owner, name, z)
         return normalize_rows(owner, name, z) if self.normalize else z
 
-    def forward(self, z1: Tensor, z2: Tensor, hard_negatives: Tensor | None = None) -> Tensor:
-        """Mean loss over the N anchors: ``z1``, ``z2`` (and ``hard_negatives``) are ``[N, D]``."""
-        with autocast_off(type(self).__name__, "z1", z1):
-            z1 = self._prepare("z1", z1, None)
-            z2 = self._prepare("z2", z2, tuple(z1.shape)).to(z1.dtype)
+    def forward(
+        self,
+        features: Tensor,
+        labels: Tensor | None = None,
+        *,
+        hard_negatives: Tensor | None = None,
+        memory: Tensor | None = None,
+        memory_labels: Tensor | None = None,
+    ) -> Tensor:
+        """Mean loss over the N anchors.
+
+        Args:
+            features: ``[N, V >= 2, D]``; view 0 is z1, view 1 is z2 (further views are ignored).
+            labels: ignored (SimCSE's positives are the paired views).
+            hard_negatives: ``[N, D]`` z3, or ``None``.
+            memory: ``[K, D]`` extra negatives for every anchor, or ``None``; ``memory_labels`` is ignored.
+        """
+        owner = type(self).__name__
+        if isinstance(labels, Tensor) and labels.is_floating_point():
+            raise ValueError(
+                f"{owner}: takes features [N, V >= 2, D] like every scpt loss, not (z1, z2); "
+                "call loss(torch.stack([z1, z2], dim=1)) and pass hard negatives as hard_negatives="
+            )
+        with autocast_off(owner, "features", features):
+            features = check_features(owner, features)
+            if features.shape[1] < 2:
+                raise ValueError(
+                    f"{owner}: needs two views per sample, features [N, V >= 2, D]; got shape {tuple(features.shape)}"
+                )
+            z1 = normalize_rows(owner, "features", features[:, 0]) if self.normalize else features[:, 0]
+            z2 = normalize_rows(owner, "features", features[:, 1]) if self.normalize else features[:, 1]
             if hard_negatives is not None:
                 hard_negatives = self._prepare("hard_negatives", hard_negatives, tuple(z1.shape)).to(z1.dtype)
+            memory, _ = self.prepare_memory(memory, None, z1, needs_labels=False)
             anchor_losses = simcse_anchor_losses(
-                z1, z2, hard_negatives, self.temperature, self.hard_negative_weight, self.chunk_size
+                z1, z2, hard_negatives, self.temperature, self.hard_negative_weight, self.chunk_size, memory
             )
-            self.last_stats = LossStats(z1.shape[0], z1.shape[0])
+            candidates = z2.shape[0] * (1 if hard_negatives is None else 2) + (0 if memory is None else memory.shape[0])
+            self.record(anchor_losses, candidates)
             return anchor_losses.losses.mean()
 
     def extra_repr(self) -> str:
@@ -114,3 +146,6 @@ class SimCSELoss(nn.Module):
             f"temperature={self.temperature}, hard_negative_weight={self.hard_negative_weight}, "
             f"normalize={self.normalize}"
         )
+
+
+__all__ = ["SimCSELoss", "simcse_anchor_losses"]

@@ -31,9 +31,7 @@ from scpt.losses.positives import Positives, SameLabel, SampleMask
 Variant = Literal["out", "in"]
 
 
-def own_columns_removed(
-    positives: Positives, contrast: Tensor, self_columns: Tensor | None
-) -> tuple[Tensor, Tensor]:
+def own_columns_removed(positives: Positives, contrast: Tensor, self_columns: Tensor | None) -> tuple[Tensor, Tensor]:
     """Positive counts and embedding sums with each anchor's own entry removed (b != a).
 
     Returns:
@@ -130,13 +128,24 @@ class SupConLoss(ContrastiveLoss):
             raise ValueError(f"SupConLoss: variant must be 'out' or 'in', got {variant!r}")
         self.variant: Variant = variant
 
-    def forward(self, features: Tensor, labels: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        features: Tensor,
+        labels: Tensor | None = None,
+        mask: Tensor | None = None,
+        *,
+        memory: Tensor | None = None,
+        memory_labels: Tensor | None = None,
+    ) -> Tensor:
         """Loss of a batch.
 
         Args:
             features: ``[N, V, D]`` (V views per sample) or ``[N, D]`` (one view).
             labels: ``[N]`` integer class labels, or
             mask: ``[N, N]`` bool (or 0/1): ``mask[i, j]`` makes sample j's views positives of sample i's.
+            memory: ``[K, D]`` contrast-only entries (a memory queue): in every A(a); in P(a) where
+                ``memory_labels`` equals a's label. Unsupervised (no labels), they are negatives only.
+            memory_labels: ``[K]`` integer labels of ``memory`` (needed with ``labels``).
 
         Returns:
             Scalar loss (fp32, or fp64 for fp64 input).
@@ -146,25 +155,31 @@ class SupConLoss(ContrastiveLoss):
             raise ValueError(f"{owner}: pass labels or mask, not both")
         with autocast_off(owner, "features", features):
             z, num_samples, num_views = self.flat_views(features)
+            if mask is not None and memory is not None:
+                raise ValueError(f"{owner}: a memory has no mask relation to the batch; use labels with memory")
+            memory, memory_labels = self.prepare_memory(memory, memory_labels, z, needs_labels=labels is not None)
+            contrast = z if memory is None else torch.cat([z, memory])  # [N·V (+ K), D]
             sample_ids = torch.arange(num_samples, device=z.device).repeat_interleave(num_views)
             if mask is not None:
                 mask = check_mask(owner, mask, num_samples).to(z.device)
                 positives: Positives = SampleMask(mask, sample_ids, sample_ids)
             elif labels is not None:
                 view_labels = check_labels(owner, labels, num_samples).to(z.device).repeat_interleave(num_views)
-                positives = SameLabel.from_labels(view_labels, view_labels)
+                contrast_labels = view_labels if memory is None else torch.cat([view_labels, memory_labels])
+                positives = SameLabel.from_labels(view_labels, contrast_labels)
             elif num_views < 2:
                 raise ValueError(
                     f"{owner}: with one view (features of shape {tuple(features.shape)}) there is no positive "
                     "unless labels or mask is given"
                 )
             else:
-                positives = SameLabel.from_labels(sample_ids, sample_ids)
+                memory_ids = sample_ids.new_full((contrast.shape[0] - z.shape[0],), -1)  # no anchor's sample
+                positives = SameLabel.from_labels(sample_ids, torch.cat([sample_ids, memory_ids]))
             self_columns = torch.arange(z.shape[0], device=z.device)
             anchor_losses = supcon_anchor_losses(
-                z, z, positives, self_columns, self.temperature, self.variant, self.chunk_size
+                z, contrast, positives, self_columns, self.temperature, self.variant, self.chunk_size
             )
-            self.record(anchor_losses)
+            self.record(anchor_losses, contrast.shape[0] - 1)
             return mean_over_valid(anchor_losses, self.scale, z)
 
     def extra_repr(self) -> str:

@@ -7,7 +7,9 @@ Sources (any combination, concatenated in this order):
 - ``files``: JSON lines (``text``, ``label``, optional ``aspects``) or SCAPT's Yelp/Amazon JSON
   (``file_format: scapt``), with an optional ``label_map``.
 
-A seeded ``val_size`` of the corpus is held out (never trained on) for alignment and uniformity.
+A seeded ``val_size`` of the corpus is held out (never trained on) for the representation metrics,
+and a seeded ``probe_size`` sample of the training examples is the probe's labelled reference (the
+second validation dataloader; :data:`scpt.pretrain.module.PROBE_REFERENCE`).
 Training batches come from :class:`~scpt.data.sampling.ClassGroupBatchSampler`: every class in a
 batch has at least ``min_per_class`` examples, so every anchor has a positive.
 
@@ -70,7 +72,9 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
         batch_size: training batch size (``eval_batch_size`` for the held-out set).
         min_per_class: m, the fewest examples of a class present in a training batch.
         class_balanced: draw classes equally often (re-drawing small classes).
-        val_size: held-out examples for alignment/uniformity (drawn with ``split_seed``); 0 for none.
+        val_size: held-out examples for the representation metrics (drawn with ``split_seed``); 0 for none.
+        probe_size: training examples the held-out probe compares against (drawn with ``split_seed``;
+            0: no probe).
         limit: use only the first ``limit`` corpus examples (smoke tests, quick runs).
     """
 
@@ -94,6 +98,7 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
         min_per_class: int = 2,
         class_balanced: bool = False,
         val_size: int = 512,
+        probe_size: int = 2048,
         limit: int | None = None,
         num_workers: int = 0,
     ) -> None:
@@ -157,7 +162,11 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
         encoded = []
         for example in corpus:
             try:
-                encoded.append(encode_pretraining_example(self.tokenizer, example, index[example.label], hp.input_format, hp.max_length))
+                encoded.append(
+                    encode_pretraining_example(
+                        self.tokenizer, example, index[example.label], hp.input_format, hp.max_length
+                    )
+                )
             except ValueError as error:
                 raise ValueError(f"{example.source}: {error}") from None
         generator = torch.Generator().manual_seed(hp.split_seed)
@@ -167,6 +176,9 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
             "train": [e for i, e in enumerate(encoded) if i not in held_out],
             "val": [e for i, e in enumerate(encoded) if i in held_out],
         }
+        train = self.encoded["train"]
+        probe = torch.randperm(len(train), generator=generator)[: hp.probe_size if held_out else 0]
+        self.encoded["probe"] = [train[i] for i in sorted(probe.tolist())]
         counts = {name: sum(e.label == i for e in self.encoded["train"]) for i, name in enumerate(self.class_names)}
         print(
             f"[pretrain] corpus: {self.report.summary()}; train {len(self.encoded['train'])} "
@@ -193,14 +205,19 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
         )
         return DataLoader(train, batch_sampler=sampler, collate_fn=self._collate, num_workers=self.hparams.num_workers)
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(
-            self.encoded["val"],
-            batch_size=self.hparams.eval_batch_size,
-            shuffle=False,
-            collate_fn=self._collate,
-            num_workers=self.hparams.num_workers,
-        )
+    def val_dataloader(self) -> list[DataLoader]:
+        """The held-out slice and, when ``probe_size > 0``, the probe's reference sample of training examples."""
+        splits = ["val", "probe"] if self.encoded["probe"] else ["val"]
+        return [
+            DataLoader(
+                self.encoded[split],
+                batch_size=self.hparams.eval_batch_size,
+                shuffle=False,
+                collate_fn=self._collate,
+                num_workers=self.hparams.num_workers,
+            )
+            for split in splits
+        ]
 
 
 __all__ = ["ContrastivePretrainDataModule", "PretrainEncoding", "collate_pretraining", "encode_pretraining_example"]

@@ -17,27 +17,37 @@ from torch import Tensor, nn
 from scpt.pretrain.masking import IGNORE_INDEX
 
 ProjectionKind = Literal["linear", "mlp"]
+ProjectionNorm = Literal["none", "batch"]
 
 
 class ProjectionHead(nn.Module):
     """Sentence vector ``[B, H]`` -> contrastive feature ``[B, out_dim]`` (not normalised; the loss does it).
 
     ``"linear"``: one linear map (SCAPT). ``"mlp"``: Linear(H, H) -> ReLU -> Linear(H, out_dim) (SimCLR).
+    ``norm="batch"`` ends with a BatchNorm1d without affine parameters: each output dimension is
+    centred and scaled to unit variance over the batch (running statistics in eval mode), so the
+    features cannot all coincide, the collapsed point of the contrastive loss (docs/design.md §7).
     """
 
-    def __init__(self, hidden_size: int, out_dim: int = 256, kind: ProjectionKind = "linear") -> None:
+    def __init__(
+        self, hidden_size: int, out_dim: int = 256, kind: ProjectionKind = "linear", norm: ProjectionNorm = "none"
+    ) -> None:
         super().__init__()
+        if out_dim < 1:
+            raise ValueError(f"projection_dim must be >= 1, got {out_dim}")
         if kind == "linear":
             self.net: nn.Module = nn.Linear(hidden_size, out_dim)
         elif kind == "mlp":
             self.net = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, out_dim))
         else:
             raise ValueError(f"projection must be 'linear' or 'mlp', got {kind!r}")
-        if out_dim < 1:
-            raise ValueError(f"projection_dim must be >= 1, got {out_dim}")
+        if norm not in ("none", "batch"):
+            raise ValueError(f"projection_norm must be 'none' or 'batch', got {norm!r}")
+        self.norm = nn.BatchNorm1d(out_dim, affine=False) if norm == "batch" else None
 
     def forward(self, sentence_vector: Tensor) -> Tensor:
-        return self.net(sentence_vector)
+        projected = self.net(sentence_vector)
+        return projected if self.norm is None else self.norm(projected)
 
 
 class MaskedTokenHead(nn.Module):
@@ -58,7 +68,9 @@ class MaskedTokenHead(nn.Module):
         return F.linear(self.LayerNorm(F.gelu(self.dense(hidden))), embedding_weight, self.bias)
 
 
-def teacher_forcing_pairs(corrupted_ids: Tensor, original_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def teacher_forcing_pairs(
+    corrupted_ids: Tensor, original_ids: Tensor, attention_mask: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
     """Decoder inputs and targets for review reconstruction.
 
     Position t of the decoder reads the corrupted token t and predicts the original token t + 1
@@ -125,20 +137,33 @@ class ReviewDecoder(nn.Module):
         self.layers = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.output = MaskedTokenHead(hidden_size, vocab_size, layer_norm_eps)
 
-    def hidden_states(self, decoder_input_ids: Tensor, decoder_mask: Tensor, sentence_vector: Tensor, word_embeddings: nn.Embedding) -> Tensor:
+    def hidden_states(
+        self, decoder_input_ids: Tensor, decoder_mask: Tensor, sentence_vector: Tensor, word_embeddings: nn.Embedding
+    ) -> Tensor:
         """``[B, T]`` ids and mask, ``[B, H]`` sentence vector -> ``[B, T, H]`` causal hidden states."""
         length = decoder_input_ids.shape[1]
         if length > self.position_embeddings.num_embeddings:
-            raise ValueError(f"decoder input has {length} positions, more than max_positions={self.position_embeddings.num_embeddings}")
+            raise ValueError(
+                f"decoder input has {length} positions, "
+                f"more than max_positions={self.position_embeddings.num_embeddings}"
+            )
         positions = torch.arange(length, device=decoder_input_ids.device)
         inputs = word_embeddings(decoder_input_ids) + self.position_embeddings(positions) + sentence_vector.unsqueeze(1)
         causal = torch.ones(length, length, dtype=torch.bool, device=inputs.device).triu(1)  # True: may not attend
         return self.layers(
-            self.dropout(self.input_norm(inputs)), mask=causal, src_key_padding_mask=~decoder_mask.bool(), is_causal=True
+            self.dropout(self.input_norm(inputs)),
+            mask=causal,
+            src_key_padding_mask=~decoder_mask.bool(),
+            is_causal=True,
         )
 
     def forward(
-        self, decoder_input_ids: Tensor, decoder_mask: Tensor, targets: Tensor, sentence_vector: Tensor, word_embeddings: nn.Embedding
+        self,
+        decoder_input_ids: Tensor,
+        decoder_mask: Tensor,
+        targets: Tensor,
+        sentence_vector: Tensor,
+        word_embeddings: nn.Embedding,
     ) -> tuple[Tensor, Tensor]:
         """Mean cross-entropy over the target positions and their count.
 
@@ -157,6 +182,7 @@ __all__ = [
     "MaskedTokenHead",
     "ProjectionHead",
     "ProjectionKind",
+    "ProjectionNorm",
     "ReviewDecoder",
     "teacher_forcing_pairs",
 ]

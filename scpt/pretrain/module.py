@@ -1,203 +1,166 @@
-"""Phase 1: SCAPT's supervised contrastive pre-training (DESIGN.md §4), as a LightningModule.
+"""Phase 1: SCAPT's supervised contrastive pre-training (docs/design.md §4), as a LightningModule.
 
-    L = lambda_scl · L_scl + lambda_map · L_map + lambda_rr · L_rr
+    L = lambda_scl · L_scl + lambda_map · L_map + lambda_rr · L_rr (+ any configured objective)
 
-- L_scl: the configured contrastive loss (any of :mod:`scpt.losses`; SCAPT: SupCon L_out, tau = 0.07)
-  on ``projection(h_CLS)`` of V views (V = 1 as SCAPT; V >= 2 encodes the batch V times and the
-  dropout noise makes the views differ, as SimCSE).
-- L_map: masked aspect prediction (:mod:`scpt.pretrain.masking`), BERT's MLM head tied to the input
-  embeddings, initialised from the encoder checkpoint's MLM head when it has one.
-- L_rr: review reconstruction (:class:`~scpt.pretrain.heads.ReviewDecoder`), conditioned on h_CLS,
-  teacher-forced on the masked input, predicting the original.
+Each term is an :class:`~scpt.pretrain.objectives.Objective` (one module with its weight); all read
+one encoder pass over the (masked, when a term needs it) input, with V views when the contrastive
+loss asks for them. A weight of 0 removes its term: no parameters, no compute.
 
-All three read one encoder pass over the corrupted input (with V views, view 0 feeds MAP and RR).
-A weight of 0 removes its head: no parameters, no compute.
+Each validation measures the representation on the held-out slice of the corpus
+(:mod:`scpt.pretrain.metrics`): alignment, uniformity, mean pairwise cosine, effective rank and a
+label probe (nearest class centroid and k-NN against a fixed sample of training examples), for the
+contrastive features and for the encoder's sentence vector. :class:`~scpt.pretrain.monitor.CollapseMonitor`
+turns them into warnings.
 """
 
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from scpt.encoders import (
-    DEFAULT_ENCODER,
-    ENCODER_RECORD_KEY,
-    cls_vector,
-    encoder_record,
-    is_checkpoint,
-    load_encoder,
-    load_mlm_head_state,
-    load_tokenizer,
-    resolve_encoder,
-    tokenizer_source,
-)
-from scpt.losses import SimCSELoss, SupConLoss
-from scpt.pretrain.heads import MaskedTokenHead, ProjectionHead, ProjectionKind, ReviewDecoder, teacher_forcing_pairs
+from scpt.encoders import DEFAULT_ENCODER, load_tokenizer, sentence_vector
+from scpt.losses import ContrastiveLoss
+from scpt.pretrain.heads import ProjectionKind, ProjectionNorm
 from scpt.pretrain.masking import aspect_first_mask
-from scpt.pretrain.metrics import alignment, normalized, uniformity
-from scpt.training.optim import linear_warmup_decay, no_decay_parameter_groups
+from scpt.pretrain.metrics import (
+    alignment,
+    centroid_probe_accuracy,
+    effective_rank,
+    knn_probe_accuracy,
+    mean_cosine,
+    normalized,
+    uniformity,
+)
+from scpt.pretrain.objectives import (
+    ContrastiveObjective,
+    EncodedBatch,
+    MaskedAspectObjective,
+    Objective,
+    ObjectiveOutput,
+    Pooling,
+    ReconstructionObjective,
+)
+from scpt.training.module import EncoderModule
 
-#: Loss attributes copied into the hyperparameters (as ``loss_<name>``) when the loss has them.
-LOSS_HPARAMS = ("temperature", "base_temperature", "variant", "alpha", "hard_negative_weight", "normalize")
-
-
-def loss_hparams(loss: nn.Module) -> dict[str, Any]:
-    """Flat, logger-friendly description of a loss: its class path and its settings."""
-    module = type(loss).__module__
-    package = "scpt.losses" if module.startswith("scpt.losses.") else module  # the public path of scpt's losses
-    described: dict[str, Any] = {"loss": f"{package}.{type(loss).__name__}"}
-    for name in LOSS_HPARAMS:
-        if hasattr(loss, name):
-            described[f"loss_{name}"] = getattr(loss, name)
-    return described
+#: Validation dataloader indices: the held-out slice and the probe's reference sample of training examples.
+HELD_OUT, PROBE_REFERENCE = 0, 1
 
 
 class PretrainTerms(NamedTuple):
-    """One step's objective: the weighted total and each term (``None`` where the weight is 0)."""
+    """One step's objective: the weighted total and each active term's output, by objective name."""
 
     total: Tensor
-    scl: Tensor | None
-    map: Tensor | None
-    rr: Tensor | None
-    valid_anchor_fraction: float | None
-    map_accuracy: Tensor | None
+    terms: dict[str, ObjectiveOutput]
 
 
-class ContrastivePretrainModule(pl.LightningModule):
+class ContrastivePretrainModule(EncoderModule):
     """SCAPT pre-training of an HF encoder.
 
     Args:
         encoder: HF model directory or name, ``*.ckpt`` of an scpt module (encoder weights only), or
             the offline default.
-        loss: the contrastive loss, chosen in the config by class path (``configs/loss/*.yaml``).
-            ``SupConLoss``/``DSCLLoss`` take the batch's labels; ``SimCSELoss`` needs ``num_views >= 2``
-            and ignores labels. ``None``: SCAPT's, ``SupConLoss(temperature=0.07)`` (L_out).
-        projection_dim: output size of the projection head (SCAPT: 256).
-        projection: ``"linear"`` (SCAPT) or ``"mlp"``.
-        num_views: V, encoder passes per batch (dropout noise makes them differ).
-        lambda_scl, lambda_map, lambda_rr: weights of the three objectives (0 removes the head).
+        loss: the contrastive loss, any :class:`~scpt.losses.ContrastiveLoss` chosen in the config by
+            class path (``configs/loss/*.yaml``). ``None``: SCAPT's, ``SupConLoss(temperature=0.07)``.
+        projection_dim, projection: the projection head (SCAPT: 256, ``"linear"``; or ``"mlp"``).
+        projection_norm: ``"batch"`` batch-normalises the projected features (no collapse possible).
+        pooling: the sentence vector for the contrastive term, ``"cls"`` (SCAPT) or ``"mean"``.
+        num_views: V, encoder passes per batch (dropout noise makes them differ); at least the loss's
+            ``min_views``.
+        queue_size: K contrast-only features (with labels) from earlier batches (0: none).
+        momentum: the queue's keys come from an EMA copy of encoder and projection (0: from the features).
+        lambda_scl, lambda_map, lambda_rr: weights of the three built-in objectives (0 removes the term).
         mask_probability: share of sentence tokens masked per sequence (aspect tokens first).
-        decoder_layers: review-reconstruction decoder depth (SCAPT: 6 on BERT-base).
-        decoder_dropout: dropout inside the decoder.
+        decoder_layers, decoder_dropout: the review-reconstruction decoder (SCAPT: 6 layers on BERT-base).
+        objectives: further objectives (:class:`~scpt.pretrain.objectives.Objective` subclasses, by class path).
         learning_rate, weight_decay, warmup_ratio: AdamW with linear warmup and decay.
+        probe_k: k of the held-out k-NN probe.
     """
 
     def __init__(
         self,
         encoder: str = DEFAULT_ENCODER,
-        loss: nn.Module | None = None,
+        loss: ContrastiveLoss | None = None,
         projection_dim: int = 256,
         projection: ProjectionKind = "linear",
+        projection_norm: ProjectionNorm = "none",
+        pooling: Pooling = "cls",
         num_views: int = 1,
+        queue_size: int = 0,
+        momentum: float = 0.0,
         lambda_scl: float = 2.0,
         lambda_map: float = 1.0,
         lambda_rr: float = 1.0,
         mask_probability: float = 0.15,
         decoder_layers: int = 6,
         decoder_dropout: float = 0.1,
+        objectives: list[Objective] | None = None,
         learning_rate: float = 5e-5,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
+        probe_k: int = 10,
     ) -> None:
-        super().__init__()
-        if loss is None:
-            loss = SupConLoss(temperature=0.07)
-        for name, weight in (("lambda_scl", lambda_scl), ("lambda_map", lambda_map), ("lambda_rr", lambda_rr)):
-            if weight < 0:
-                raise ValueError(f"{name} must be >= 0, got {weight}")
-        if lambda_scl == lambda_map == lambda_rr == 0:
-            raise ValueError("lambda_scl, lambda_map and lambda_rr are all 0: nothing to train")
+        super().__init__(encoder, warmup_ratio=warmup_ratio)
         if num_views < 1:
             raise ValueError(f"num_views must be >= 1, got {num_views}")
-        if isinstance(loss, SimCSELoss) and num_views < 2 and lambda_scl > 0:
-            raise ValueError("SimCSELoss contrasts two views of each sentence: set num_views >= 2")
-        if not 0.0 <= warmup_ratio < 1.0:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
-        hparams = {
-            "encoder": encoder,
-            "projection_dim": projection_dim,
-            "projection": projection,
-            "num_views": num_views,
-            "lambda_scl": lambda_scl,
-            "lambda_map": lambda_map,
-            "lambda_rr": lambda_rr,
-            "mask_probability": mask_probability,
-            "decoder_layers": decoder_layers,
-            "decoder_dropout": decoder_dropout,
-            "learning_rate": learning_rate,
-            "weight_decay": weight_decay,
-            "warmup_ratio": warmup_ratio,
-            **loss_hparams(loss),
-        }
-        self.save_hyperparameters(hparams)  # flat primitives: logger-friendly and weights_only-loadable
-        self.encoder = load_encoder(encoder)
-        self.encoder.train()  # from_pretrained returns eval mode (dropout off); Lightning keeps module modes
-        self.tokenizer_source = tokenizer_source(encoder)
-        config = self.encoder.config
-        self.loss = loss
-        self.projection = ProjectionHead(config.hidden_size, projection_dim, projection) if lambda_scl > 0 else None
-        self.map_head = MaskedTokenHead(config.hidden_size, config.vocab_size, config.layer_norm_eps) if lambda_map > 0 else None
-        self.map_head_source = "none"
-        if self.map_head is not None:
-            self.map_head_source = self._initialise_map_head(encoder)
-        self.decoder = (
-            ReviewDecoder(
-                config.hidden_size,
-                config.vocab_size,
-                num_layers=decoder_layers,
-                num_heads=config.num_attention_heads,
-                intermediate_size=config.intermediate_size,
-                max_positions=config.max_position_embeddings,
-                dropout=decoder_dropout,
-                layer_norm_eps=config.layer_norm_eps,
-            )
-            if lambda_rr > 0
-            else None
-        )
+        for name, weight in (("lambda_scl", lambda_scl), ("lambda_map", lambda_map), ("lambda_rr", lambda_rr)):
+            if not weight >= 0:
+                raise ValueError(f"{name} must be >= 0, got {weight}")
+        built_in = [
+            ContrastiveObjective(
+                lambda_scl, loss, projection_dim, projection, projection_norm, pooling, queue_size, momentum
+            ),
+            MaskedAspectObjective(lambda_map),
+            ReconstructionObjective(lambda_rr, decoder_layers, decoder_dropout),
+        ]
+        active = [o for o in built_in + list(objectives or []) if o.weight > 0]
+        if not active:
+            raise ValueError("every objective has weight 0 (lambda_scl, lambda_map, lambda_rr, ...): nothing to train")
+        names = [o.name for o in active]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model.objectives: two objectives share a name: {names}")
+        contrastive = [o for o in active if isinstance(o, ContrastiveObjective)]
+        for objective in contrastive:
+            if num_views < objective.loss.min_views:
+                raise ValueError(
+                    f"{type(objective.loss).__name__} contrasts {objective.loss.min_views} views of each sentence: "
+                    f"set num_views >= {objective.loss.min_views} (got {num_views})"
+                )
+        self.save_hyperparameters(ignore=["loss", "objectives"])  # primitives only: weights_only-loadable
+        for objective in active:
+            objective.build(self.encoder, encoder)
+        self.objectives = nn.ModuleDict({o.name: o for o in active})
+        self.contrastive: ContrastiveObjective | None = contrastive[0] if contrastive else None
         self.mask_token_id: int | None = load_tokenizer(encoder).mask_token_id
-        if self.mask_token_id is None and (self.map_head is not None or self.decoder is not None):
+        self.needs_masking = any(o.needs_masking for o in active)
+        if self.mask_token_id is None and self.needs_masking:
             raise ValueError(f"encoder {encoder!r}: its tokenizer has no mask token, which MAP and RR need")
-        self._val_features: list[Tensor] = []
-        self._val_labels: list[Tensor] = []
+        if "map" in self.objectives:
+            rank_zero_info(f"[pretrain] MAP head: {self.objectives['map'].head_source}")
+        self.last_step: dict[str, float] = {}
+        self._val: dict[int, dict[str, list[Tensor]]] = {}
 
-    def _initialise_map_head(self, encoder: str) -> str:
-        """Copy the checkpoint's MLM head into the MAP head when it has one; say which happened."""
-        if is_checkpoint(encoder):
-            return "random (encoder from an scpt checkpoint)"
-        try:
-            state = load_mlm_head_state(resolve_encoder(encoder))
-        except (OSError, ValueError):
-            state = None
-        if state is None:
-            rank_zero_info(f"[pretrain] {encoder}: no MLM head in the checkpoint; the MAP head starts at random")
-            return "random (checkpoint has no MLM head)"
-        self.map_head.load_state_dict(state)
-        rank_zero_info(f"[pretrain] {encoder}: MAP head initialised from the checkpoint's MLM head")
-        return "checkpoint MLM head"
+    def describe(self) -> dict[str, Any]:
+        """Flat settings of every active objective and its loss, for loggers (``lambda_scl``, ``loss``,
+        ``loss_temperature``, ``queue_size``, ...)."""
+        described: dict[str, Any] = {}
+        for objective in self.objectives.values():
+            described.update(objective.hparams())
+        return described
 
     # ----------------------------------------------------------------------------------------------
     # The objective
     # ----------------------------------------------------------------------------------------------
 
-    def contrastive_loss(self, features: Tensor, labels: Tensor) -> Tensor:
-        """The configured loss on ``features`` [B, V, D] and ``labels`` [B]."""
-        if isinstance(self.loss, SimCSELoss):
-            return self.loss(features[:, 0], features[:, 1])
-        return self.loss(features, labels)
-
-    def compute_terms(self, batch: dict[str, Tensor]) -> PretrainTerms:
-        """All objectives of one batch (``input_ids``, ``attention_mask``, ``token_type_ids``, ``labels``,
-        ``maskable``, ``aspect``; each ``[B, T]`` except ``labels`` [B])."""
-        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
-        num_samples, num_views = input_ids.shape[0], self.hparams.num_views
+    def encode(self, batch: dict[str, Tensor]) -> EncodedBatch:
+        """One encoder pass of V views over the batch (masked when an objective needs it)."""
+        input_ids = batch["input_ids"]
+        num_views = self.hparams.num_views if self.contrastive is not None else 1
         masked = None
         encoder_ids = input_ids
-        if self.map_head is not None or self.decoder is not None:
+        if self.needs_masking:
             masked = aspect_first_mask(
                 input_ids,
                 batch["maskable"],
@@ -207,95 +170,105 @@ class ContrastivePretrainModule(pl.LightningModule):
                 mask_probability=self.hparams.mask_probability,
             )
             encoder_ids = masked.input_ids
-        hidden = self.encoder(
-            input_ids=encoder_ids.repeat(num_views, 1),
-            attention_mask=attention_mask.repeat(num_views, 1),
-            token_type_ids=batch["token_type_ids"].repeat(num_views, 1),
-        ).last_hidden_state  # [V·B, T, H], view-major
-        sentence_vectors = cls_vector(hidden)  # [V·B, H]
-        total = hidden.new_zeros(())
-        scl = map_loss = rr = map_accuracy = None
-        valid_fraction = None
-        if self.projection is not None:
-            features = self.projection(sentence_vectors).view(num_views, num_samples, -1).transpose(0, 1)  # [B, V, D]
-            scl = self.contrastive_loss(features, batch["labels"])
-            stats = getattr(self.loss, "last_stats", None)
-            valid_fraction = stats.valid_fraction if stats is not None else None
-            total = total + self.hparams.lambda_scl * scl
-        view0 = hidden[:num_samples]  # [B, T, H]
-        word_embeddings = self.encoder.get_input_embeddings()
-        if self.map_head is not None:
-            assert masked is not None
-            selected = masked.selected  # [B, T]
-            logits = self.map_head(view0[selected], word_embeddings.weight)  # [M, vocab]
-            targets = input_ids[selected]
-            map_loss = F.cross_entropy(logits, targets) if targets.numel() else logits.sum() * 0.0
-            map_accuracy = (logits.argmax(dim=-1) == targets).float().mean() if targets.numel() else None
-            total = total + self.hparams.lambda_map * map_loss
-        if self.decoder is not None:
-            assert masked is not None
-            decoder_ids, decoder_mask, targets = teacher_forcing_pairs(encoder_ids, input_ids, attention_mask)
-            rr, _ = self.decoder(decoder_ids, decoder_mask, targets, sentence_vectors[:num_samples], word_embeddings)
-            total = total + self.hparams.lambda_rr * rr
-        return PretrainTerms(total, scl, map_loss, rr, valid_fraction, map_accuracy)
+        hidden = self.hidden_states(
+            encoder_ids.repeat(num_views, 1),
+            batch["attention_mask"].repeat(num_views, 1),
+            batch["token_type_ids"].repeat(num_views, 1),
+        )  # [V·B, T, H], view-major
+        return EncodedBatch(batch, encoder_ids, masked, hidden, num_views, self.encoder, self._gather)
 
+    def _gather(self, tensor: Tensor) -> Tensor:
+        """``tensor`` [B, ...] from every process, concatenated (itself on one process)."""
+        trainer = self._trainer
+        if trainer is None or trainer.world_size == 1:
+            return tensor
+        return self.all_gather(tensor).flatten(0, 1)
+
+    def compute_terms(self, batch: dict[str, Tensor]) -> PretrainTerms:
+        """Every active objective on one batch, and their weighted sum."""
+        encoded = self.encode(batch)
+        terms = {name: objective(encoded) for name, objective in self.objectives.items()}
+        total = sum(self.objectives[name].weight * out.loss for name, out in terms.items())
+        return PretrainTerms(total, terms)
 
     # ----------------------------------------------------------------------------------------------
     # Lightning hooks
     # ----------------------------------------------------------------------------------------------
 
+    def on_fit_start(self) -> None:
+        for logger in self.loggers:
+            logger.log_hyperparams(self.describe())
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        terms = self.compute_terms(batch)
+        result = self.compute_terms(batch)
         size = batch["input_ids"].shape[0]
-        self.log("train/loss", terms.total, prog_bar=True, batch_size=size, on_step=True, on_epoch=True)
-        for name in ("scl", "map", "rr"):
-            value = getattr(terms, name)
-            if value is not None:
-                self.log(f"train/{name}", value, batch_size=size, on_step=True, on_epoch=True)
-        if terms.valid_anchor_fraction is not None:
-            self.log("train/valid_anchor_fraction", terms.valid_anchor_fraction, batch_size=size, on_step=True, on_epoch=True)
-        if terms.map_accuracy is not None:
-            self.log("train/map_acc", terms.map_accuracy, batch_size=size, on_step=False, on_epoch=True)
-        return terms.total
+        logged: dict[str, Tensor | float] = {"loss": result.total}
+        for name, out in result.terms.items():
+            logged[name] = out.loss
+            logged.update({f"{name}_{key}": value for key, value in out.metrics.items()})
+        for key, value in logged.items():
+            self.log(f"train/{key}", value, prog_bar=key == "loss", batch_size=size, on_step=True, on_epoch=True)
+        self.last_step = {
+            key: float(value.detach()) if isinstance(value, Tensor) else float(value) for key, value in logged.items()
+        }
+        return result.total
 
-    def representations(self, batch: dict[str, Tensor]) -> Tensor:
-        """Normalised representations ``[B, D]`` of an uncorrupted batch: the projection of h_CLS
-        (h_CLS itself when there is no projection head)."""
-        hidden = self.encoder(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"]
-        ).last_hidden_state
-        vectors = cls_vector(hidden)
-        return normalized(self.projection(vectors) if self.projection is not None else vectors)
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        for objective in self.objectives.values():
+            objective.after_optimizer_step(self.encoder)
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._val_features.append(self.representations(batch).float())
-        self._val_labels.append(batch["labels"])
+    @torch.no_grad()
+    def representations(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Normalised representations of an uncorrupted batch: ``(features [B, D], sentence vectors [B, H])``;
+        the features are the contrastive projection (the sentence vector when there is none)."""
+        hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        if self.contrastive is None:
+            vectors = sentence_vector(hidden, batch["attention_mask"], "cls")
+            return normalized(vectors), normalized(vectors)
+        vectors = sentence_vector(hidden, batch["attention_mask"], self.contrastive.pooling)
+        return normalized(self.contrastive.projection(vectors)), normalized(vectors)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        features, vectors = self.representations(batch)
+        store = self._val.setdefault(dataloader_idx, {"features": [], "vectors": [], "labels": []})
+        store["features"].append(features.float())
+        store["vectors"].append(vectors.float())
+        store["labels"].append(batch["labels"])
+
+    def _collected(self, index: int) -> dict[str, Tensor] | None:
+        store = self._val.pop(index, None)
+        if not store or not store["features"]:
+            return None
+        collected = {key: torch.cat(parts) for key, parts in store.items()}
+        if self.trainer.world_size > 1:
+            collected = {key: self.all_gather(value).flatten(0, 1) for key, value in collected.items()}
+        return collected
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_features:
+        held_out, reference = self._collected(HELD_OUT), self._collected(PROBE_REFERENCE)
+        self._val.clear()
+        if held_out is None or held_out["features"].shape[0] < 2:
             return
-        features = torch.cat(self._val_features)
-        labels = torch.cat(self._val_labels)
-        self._val_features.clear()
-        self._val_labels.clear()
-        if self.trainer.world_size > 1:
-            features = self.all_gather(features).flatten(0, 1)
-            labels = self.all_gather(labels).flatten(0, 1)
-        self.log("val/alignment", alignment(features, labels), sync_dist=False)
-        self.log("val/uniformity", uniformity(features), sync_dist=False)
-        if self.projection is not None and not isinstance(self.loss, SimCSELoss):
-            self.log("val/scl", self.loss(features.unsqueeze(1), labels), sync_dist=False)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the encoder's architecture and tokenizer: ``--model.encoder x.ckpt`` and ``scpt export`` read them."""
-        checkpoint[ENCODER_RECORD_KEY] = encoder_record(self.encoder, self.tokenizer_source)
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.AdamW(no_decay_parameter_groups(self, self.hparams.weight_decay), lr=self.hparams.learning_rate)
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        warmup_steps = int(self.hparams.warmup_ratio * total_steps)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(total_steps, warmup_steps))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        z, labels = held_out["features"], held_out["labels"]
+        metrics = {
+            "alignment": alignment(z, labels),
+            "uniformity": uniformity(z),
+            "mean_cosine": mean_cosine(z),
+            "effective_rank": effective_rank(z),
+        }
+        if reference is not None:
+            for prefix, key in (("", "features"), ("encoder_", "vectors")):
+                query, pool = held_out[key], reference[key]
+                metrics[f"{prefix}probe_centroid"] = centroid_probe_accuracy(query, labels, pool, reference["labels"])
+                metrics[f"{prefix}probe_knn"] = knn_probe_accuracy(
+                    query, labels, pool, reference["labels"], k=self.hparams.probe_k
+                )
+        loss = self.contrastive.loss if self.contrastive is not None else None
+        if loss is not None and loss.uses_labels and loss.min_views == 1:
+            metrics["scl"] = loss(z.unsqueeze(1), labels)
+            metrics["scl_collapsed"] = loss.last_stats.collapsed_loss
+        for key, value in metrics.items():
+            self.log(f"val/{key}", value, sync_dist=False)
 
 
-__all__ = ["ContrastivePretrainModule", "PretrainTerms", "loss_hparams"]
+__all__ = ["HELD_OUT", "PROBE_REFERENCE", "ContrastivePretrainModule", "PretrainTerms"]
