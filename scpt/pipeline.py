@@ -155,20 +155,15 @@ def _log(message: str, started: float) -> None:
     print(f"[pipeline {time.perf_counter() - started:7.0f} s] {message}", flush=True)
 
 
-def _split_settings(configs: list[str], args: list[str]) -> dict[str, Any]:
-    """``data.dev_fraction`` and ``data.split_seed`` as a phase's configs and args set them (defaults 0.1, 13)."""
-    settings: dict[str, Any] = {"dev_fraction": 0.1, "split_seed": 13}
-    for config in configs:
-        data = (yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}
-        settings.update({key: data[key] for key in settings if key in data})
-    for i, arg in enumerate(args):
-        for key in list(settings):
-            flag = f"--data.{key}"
-            if arg == flag and i + 1 < len(args):
-                settings[key] = yaml.safe_load(args[i + 1])
-            elif arg.startswith(flag + "="):
-                settings[key] = yaml.safe_load(arg.split("=", 1)[1])
-    return settings
+def dev_split(phase: str, spec: PhaseSpec) -> dict[str, Any]:
+    """``data.dev_fraction`` and ``data.split_seed`` of a phase (``"pretrain"`` or ``"finetune"``), read from
+    its configuration as that phase's CLI parses it: config files, interpolations, arguments and defaults."""
+    if phase == "pretrain":
+        from scpt.pretrain.cli import parse_config
+    else:
+        from scpt.finetune.cli import parse_config
+    data = parse_config(spec.cli_args()).data
+    return {"dev_fraction": data.dev_fraction, "split_seed": data.split_seed}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -313,8 +308,8 @@ def results_markdown(comparison: dict[str, Any], arms: dict[str, dict[str, Any]]
 def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     """All stages; returns the comparison written to ``results.json``."""
     started = time.perf_counter()
-    pretrain_split = _split_settings(config.pretrain.configs, config.pretrain.args)
-    finetune_split = _split_settings(config.finetune.configs, config.finetune.args)
+    pretrain_split = dev_split("pretrain", config.pretrain)
+    finetune_split = dev_split("finetune", config.finetune)
     if pretrain_split != finetune_split:
         raise PipelineConfigError(
             f"pre-training and fine-tuning use different dev splits ({pretrain_split} vs {finetune_split}): the "

@@ -14,7 +14,9 @@ comes from ``data_dir`` or ``$SCPT_DATA_DIR``.
 
 from scpt.data.absa import (
     DATASETS,
+    DEV_FRACTION,
     POLARITIES,
+    SPLIT_SEED,
     AspectInstance,
     DataDirError,
     DataFormatError,
@@ -28,7 +30,9 @@ from scpt.data.download import DownloadError, download, verify
 
 __all__ = [
     "DATASETS",
+    "DEV_FRACTION",
     "POLARITIES",
+    "SPLIT_SEED",
     "AspectInstance",
     "DataDirError",
     "DataFormatError",

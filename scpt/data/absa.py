@@ -49,6 +49,16 @@ POLARITIES: tuple[str, ...] = ("positive", "negative", "neutral")
 CONFLICT = "conflict"
 """SemEval's fourth polarity; dropped unless ``keep_conflict=True``."""
 
+DEV_FRACTION = 0.1
+"""Share of SemEval train held out as the dev split (stratified; :func:`load_splits`).
+
+With :data:`SPLIT_SEED` this defines the dev split once: both phases and every corpus builder default
+to it, phase 1 keeps these dev sentences out of its corpus, and ``scpt pipeline`` checks that both
+phases' parsed configurations agree on it (docs/design.md §5)."""
+
+SPLIT_SEED = 13
+"""Seed that draws the SemEval dev split (fixed, so every training seed selects on the same dev set)."""
+
 DATA_DIR_ENV = "SCPT_DATA_DIR"
 """Environment variable naming the data directory when no ``data_dir`` is given."""
 
@@ -381,8 +391,8 @@ def dataset_files(dataset: str, data_dir: str | os.PathLike[str] | None = None) 
 def load_splits(
     dataset: str,
     data_dir: str | os.PathLike[str] | None = None,
-    dev_fraction: float = 0.1,
-    seed: int = 13,
+    dev_fraction: float = DEV_FRACTION,
+    seed: int = SPLIT_SEED,
     keep_conflict: bool = False,
 ) -> dict[str, list[AspectInstance]]:
     """The ``train`` / ``dev`` / ``test`` instances of a dataset from :data:`DATASETS`.

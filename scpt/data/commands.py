@@ -19,7 +19,9 @@ from pathlib import Path
 from scpt.data.absa import (
     DATA_DIR_ENV,
     DATASETS,
+    DEV_FRACTION,
     POLARITIES,
+    SPLIT_SEED,
     SPLITS,
     AspectInstance,
     DataDirError,
@@ -62,9 +64,14 @@ def _build_parser() -> argparse.ArgumentParser:
     download_parser.add_argument("--force", action="store_true", help="re-download files that are already present")
     stats_parser = subparsers.choices["stats"]
     stats_parser.add_argument(
-        "--dev-fraction", type=float, default=0.1, help="share of SemEval train held out as dev (default: 0.1)"
+        "--dev-fraction",
+        type=float,
+        default=DEV_FRACTION,
+        help="share of SemEval train held out as dev (default: %(default)s)",
     )
-    stats_parser.add_argument("--seed", type=int, default=13, help="seed of the SemEval dev split (default: 13)")
+    stats_parser.add_argument(
+        "--seed", type=int, default=SPLIT_SEED, help="seed of the SemEval dev split (default: %(default)s)"
+    )
     return parser
 
 

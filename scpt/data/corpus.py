@@ -87,7 +87,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from scpt.data.absa import DATASETS, POLARITIES, AspectInstance, dataset_spec, load_splits
+from scpt.data.absa import (
+    DATASETS,
+    DEV_FRACTION,
+    POLARITIES,
+    SPLIT_SEED,
+    AspectInstance,
+    dataset_spec,
+    load_splits,
+)
 
 LABEL_MODES: tuple[str, ...] = ("aspect", "sentence")
 """How :func:`in_domain_corpus` labels: one example per aspect term, or one per single-polarity sentence."""
@@ -483,8 +491,8 @@ def _clip(text: str, limit: int = 120) -> str:
 def eval_sentences(
     datasets: Sequence[str] | None = None,
     data_dir: PathLike | None = None,
-    dev_fraction: float = 0.1,
-    split_seed: int = 13,
+    dev_fraction: float = DEV_FRACTION,
+    split_seed: int = SPLIT_SEED,
 ) -> frozenset[str]:
     """The normalised texts (:func:`normalize_sentence`) of every dev and test sentence of ``datasets``.
 
@@ -563,8 +571,8 @@ def in_domain_corpus(
     data_dir: PathLike | None = None,
     label_mode: LabelMode = "aspect",
     dedup_against: Sequence[str] | None = None,
-    dev_fraction: float = 0.1,
-    split_seed: int = 13,
+    dev_fraction: float = DEV_FRACTION,
+    split_seed: int = SPLIT_SEED,
     report: CorpusReport | None = None,
 ) -> list[CorpusExample]:
     """The pre-training corpus from the train splits of ABSA datasets, de-duplicated (module docstring).
@@ -672,8 +680,8 @@ def load_corpus(
     label_mode: LabelMode = "aspect",
     data_dir: PathLike | None = None,
     dedup_against: Sequence[str] | None = None,
-    dev_fraction: float = 0.1,
-    split_seed: int = 13,
+    dev_fraction: float = DEV_FRACTION,
+    split_seed: int = SPLIT_SEED,
     report: CorpusReport | None = None,
 ) -> list[CorpusExample]:
     """A corpus by name or path, de-duplicated against the evaluation splits.

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from jsonargparse import Namespace
 from pytorch_lightning.callbacks import BasePredictionWriter
 
 from scpt.finetune.datamodule import AspectSentimentDataModule
 from scpt.finetune.module import AspectSentimentModule
-from scpt.training.cli import EncoderCLI, build_lightning_cli
+from scpt.training.cli import EncoderCLI, build_lightning_cli, parse_lightning_config
 from scpt.training.files import write_atomically
 
 
@@ -91,6 +92,11 @@ class FinetuneCLI(EncoderCLI):
 def build_cli(args: list[str], run: bool = True) -> FinetuneCLI:
     """The fine-tuning CLI on ``args`` (``run=False``: parse and instantiate only)."""
     return build_lightning_cli(FinetuneCLI, AspectSentimentModule, AspectSentimentDataModule, args, run)
+
+
+def parse_config(args: list[str]) -> Namespace:
+    """The fine-tuning configuration of ``args``, read as :func:`build_cli` reads it, nothing instantiated."""
+    return parse_lightning_config(FinetuneCLI, AspectSentimentModule, AspectSentimentDataModule, args)
 
 
 def main(argv: list[str]) -> int:

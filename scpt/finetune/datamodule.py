@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from scpt.data.absa import POLARITIES, AspectInstance, load_splits
+from scpt.data.absa import DEV_FRACTION, POLARITIES, SPLIT_SEED, AspectInstance, load_splits
 from scpt.data.encoding import (
     INPUT_FORMATS,
     EncodedAspect,
@@ -108,8 +108,8 @@ class AspectSentimentDataModule(pl.LightningDataModule):
         max_length: int = 128,
         batch_size: int = 32,
         eval_batch_size: int = 64,
-        dev_fraction: float = 0.1,
-        split_seed: int = 13,
+        dev_fraction: float = DEV_FRACTION,
+        split_seed: int = SPLIT_SEED,
         limit: int | None = None,
         num_workers: int = 0,
         predict_file: str | None = None,

@@ -9,9 +9,11 @@ an HF directory.
 
 from __future__ import annotations
 
+from jsonargparse import Namespace
+
 from scpt.pretrain.datamodule import ContrastivePretrainDataModule
 from scpt.pretrain.module import ContrastivePretrainModule
-from scpt.training.cli import EncoderCLI, build_lightning_cli
+from scpt.training.cli import EncoderCLI, build_lightning_cli, parse_lightning_config
 
 
 class PretrainCLI(EncoderCLI):
@@ -34,6 +36,11 @@ class PretrainCLI(EncoderCLI):
 def build_cli(args: list[str], run: bool = True) -> PretrainCLI:
     """The pre-training CLI on ``args`` (``run=False``: parse and instantiate only)."""
     return build_lightning_cli(PretrainCLI, ContrastivePretrainModule, ContrastivePretrainDataModule, args, run)
+
+
+def parse_config(args: list[str]) -> Namespace:
+    """The pre-training configuration of ``args``, read as :func:`build_cli` reads it, nothing instantiated."""
+    return parse_lightning_config(PretrainCLI, ContrastivePretrainModule, ContrastivePretrainDataModule, args)
 
 
 def main(argv: list[str]) -> int:

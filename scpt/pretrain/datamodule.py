@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from scpt.data.absa import DATASETS, POLARITIES, DataDirError
+from scpt.data.absa import DATASETS, DEV_FRACTION, POLARITIES, SPLIT_SEED, DataDirError
 from scpt.data.corpus import (
     LABEL_MODES,
     CorpusExample,
@@ -89,8 +89,8 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
         label_mode: Literal["aspect", "sentence"] = "aspect",
         input_format: InputFormat = "pair",
         data_dir: str | None = None,
-        dev_fraction: float = 0.1,
-        split_seed: int = 13,
+        dev_fraction: float = DEV_FRACTION,
+        split_seed: int = SPLIT_SEED,
         dedup_against: list[str] | None = None,
         max_length: int = 128,
         batch_size: int = 32,
