@@ -1,4 +1,4 @@
-"""The package's layering, read from the source with ``ast``.
+"""The package's layering (docs/design.md §1), read from the source with ``ast``.
 
 Lowest first, a module may import from its own package and from lower layers only; packages that share
 a layer are siblings and never import each other:

@@ -1,9 +1,9 @@
-"""Identities the losses must satisfy (DESIGN.md §2), and agreement with independent implementations.
+"""Identities the losses must satisfy (docs/design.md §2), and agreement with independent implementations.
 
 (a) Jensen: L_in(a) <= L_out(a) for every anchor (the correct direction; some write-ups reverse it).
 (b) DSCL with alpha = 1/(m + 1) is SupCon L_out on a balanced V = 2 batch with |C(a)| = m.
 (c) DSCL with V = 1 is SupCon L_out for any alpha (O(a) is empty, all weight goes to C(a)).
-(d) The closed-form anchor gradient of DESIGN.md §2 equals autograd, for L_out and L_in; with all
+(d) The closed-form anchor gradient of docs/design.md §2 equals autograd, for L_out and L_in; with all
     positives equal to their mean the two variants give the same anchor gradient.
 (e) pytorch-metric-learning's SupConLoss, and the documented differences from it.
 (f) SimCSE equals torch.nn.functional.cross_entropy on the explicit cos/tau logit matrix.
@@ -158,7 +158,7 @@ def test_equal_positives_give_equal_anchor_gradients(chunk_size):
 # such an anchor's loss is computed as 0 / (0 + finfo.tiny) = 0, and its default AvgNonZeroReducer
 # then averages only the losses that are > 0. So on an ordinary batch it excludes anchors without
 # positives exactly like scpt does (the mean is over the others). The exclusion is by *value*,
-# though, not by positive count, which makes PML differ from scpt (and from DESIGN.md §2) when
+# though, not by positive count, which makes PML differ from scpt (and from docs/design.md §2) when
 #   - a valid anchor's loss is exactly 0 (e.g. underflows at a small temperature: its positive is
 #     far more similar than every negative): PML drops it from the mean, scpt counts it; and
 #   - the batch has no negative pair at all (one label): PML returns 0 (it needs both a positive and
@@ -213,7 +213,7 @@ def test_matches_pml_with_some_anchors_without_positive():
 
 
 def test_differs_from_pml_when_a_valid_anchor_loss_is_exactly_zero():
-    """PML drops valid anchors whose loss underflows to 0; scpt keeps them in the mean (DESIGN.md §2)."""
+    """PML drops valid anchors whose loss underflows to 0; scpt keeps them in the mean (docs/design.md §2)."""
     features = torch.tensor([[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)[:, None, :]
     labels = torch.tensor([0, 0, 1, 1])
     # tau = 0.01: anchors 0, 1, 2 have losses log(1 + e^-100 + ...) == 0 in float64, anchor 3 has log 3

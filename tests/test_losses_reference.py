@@ -1,4 +1,4 @@
-"""scpt.losses against the plain-Python float64 references of tests/reference.py (DESIGN.md §2).
+"""scpt.losses against the plain-Python float64 references of tests/reference.py (docs/design.md §2).
 
 Every comparison is in float64 and must hold to 1e-10 relative, on the dense path (chunk_size=None)
 and on the chunked custom-autograd path with chunk sizes 1 and 3.
