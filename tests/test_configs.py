@@ -26,10 +26,11 @@ def test_every_shipped_config_is_covered_here() -> None:
     covered = {
         *(f"finetune/{name}.yaml" for name in (*DATASET_CONFIGS, "base")),
         "pretrain/restaurants.yaml",
+        "pretrain/laptops.yaml",
         *(f"trainer/{name}.yaml" for name in ("cpu", "gpu")),
         *(f"logger/{name}.yaml" for name in ("csv", "wandb")),
         *(f"loss/{name}.yaml" for name in ("supcon_out", "supcon_in", "dscl", "simcse")),
-        *(f"pipeline/{name}.yaml" for name in ("restaurants", "restaurants_quick")),
+        *(f"pipeline/{name}.yaml" for name in ("restaurants", "restaurants_quick", "laptops")),
     }
     shipped = {str(path.relative_to(CONFIGS)) for path in CONFIGS.rglob("*.yaml")}
     assert shipped == covered
@@ -99,7 +100,16 @@ def test_loss_presets_parse_as_the_pretraining_loss(name: str, class_name: str) 
     assert config.model.loss.class_path == f"scpt.losses.{class_name}"
 
 
-@pytest.mark.parametrize("name", ["restaurants", "restaurants_quick"])
+def test_laptop_pretraining_is_the_restaurant_one_on_the_laptop_corpus() -> None:
+    restaurants = parse_pretrain(_args(CONFIGS / "pretrain" / "restaurants.yaml"))
+    laptops = parse_pretrain(_args(CONFIGS / "pretrain" / "laptops.yaml"))
+    assert laptops.data.in_domain == ["laptops"] and laptops.trainer.max_epochs == 6
+    assert laptops.trainer.logger.init_args.name == "laptops"
+    assert laptops.model == restaurants.model  # the same objective and settings
+    assert [c.class_path for c in laptops.trainer.callbacks] == [c.class_path for c in restaurants.trainer.callbacks]
+
+
+@pytest.mark.parametrize("name", ["restaurants", "restaurants_quick", "laptops"])
 def test_pipeline_configs_parse_and_share_the_dev_split(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)  # the pipeline configs name their phase configs relative to the repository
     config = load_pipeline_config(CONFIGS / "pipeline" / f"{name}.yaml")

@@ -1,4 +1,4 @@
-"""Contrastive losses as pure PyTorch modules (no Lightning): DESIGN.md §2.
+"""Contrastive losses as pure PyTorch modules (no Lightning): docs/design.md §2.
 
 Every module takes embeddings and labels the same way and records :class:`LossStats` after each call.
 The ``*_anchor_losses`` functions are the general core: anchors against a contrast set that may hold

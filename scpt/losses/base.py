@@ -55,7 +55,7 @@ class LossStats:
 
 
 def mean_over_valid(anchor_losses: AnchorLosses, scale: float, graph_source: Tensor) -> Tensor:
-    """``scale * mean`` of the valid anchors' losses (DESIGN.md §2, "batch loss").
+    """``scale * mean`` of the valid anchors' losses (docs/design.md §2, "batch loss").
 
     With no valid anchor the result is an exact 0 that stays on the autograd graph of ``graph_source``
     (its gradient is 0), so a training step can call ``backward()`` on it unconditionally.

@@ -1,4 +1,4 @@
-"""DSCL: decoupled supervised contrastive loss (Xuan & Zhang, AAAI 2024; DESIGN.md §2).
+"""DSCL: decoupled supervised contrastive loss (Xuan & Zhang, AAAI 2024; docs/design.md §2).
 
 The positives of anchor a split into O(a), the other views of a's own sample, and C(a), same-class
 entries of other samples. With log p_ab = s_ab - lse_A(a):
@@ -79,7 +79,7 @@ def dscl_anchor_losses(
 
 
 class DSCLLoss(ContrastiveLoss):
-    """Decoupled supervised contrastive loss (Xuan & Zhang, AAAI 2024; DESIGN.md §2).
+    """Decoupled supervised contrastive loss (Xuan & Zhang, AAAI 2024; docs/design.md §2).
 
     Batch loss = (tau / base_tau) · mean over anchors with at least one positive; an exact 0 on the
     graph when none has one. With V = 2 and a balanced batch where every anchor has m same-class

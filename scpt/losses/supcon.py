@@ -94,7 +94,7 @@ def supcon_anchor_losses(
 
 
 class SupConLoss(ContrastiveLoss):
-    """Supervised contrastive loss, L_out or L_in (Khosla et al. 2020, eqs. 2, 3; DESIGN.md §2).
+    """Supervised contrastive loss, L_out or L_in (Khosla et al. 2020, eqs. 2, 3; docs/design.md §2).
 
     Batch loss = (tau / base_tau) · mean over anchors with at least one positive. Anchors without a
     positive are left out of the mean; if none has one the loss is an exact 0 on the autograd graph.

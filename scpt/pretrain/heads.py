@@ -1,4 +1,4 @@
-"""The heads of phase 1 (DESIGN.md §4): projection for the contrastive loss, the masked-aspect
+"""The heads of phase 1 (docs/design.md §4): projection for the contrastive loss, the masked-aspect
 prediction head, and the review-reconstruction decoder.
 
 Both token-prediction heads score the vocabulary with the encoder's input embedding matrix E
