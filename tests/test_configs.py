@@ -29,7 +29,7 @@ def test_every_shipped_config_is_covered_here() -> None:
         "pretrain/laptops.yaml",
         *(f"trainer/{name}.yaml" for name in ("cpu", "gpu")),
         *(f"logger/{name}.yaml" for name in ("csv", "wandb")),
-        *(f"loss/{name}.yaml" for name in ("supcon_out", "supcon_in", "dscl", "simcse")),
+        *(f"loss/{name}.yaml" for name in ("supcon_out", "supcon_out_tau05", "supcon_in", "dscl", "simcse")),
         *(f"pipeline/{name}.yaml" for name in ("restaurants", "restaurants_quick", "laptops")),
     }
     shipped = {str(path.relative_to(CONFIGS)) for path in CONFIGS.rglob("*.yaml")}
@@ -71,6 +71,10 @@ def test_pretrain_config_names_the_logger_preset() -> None:
     assert config.data.in_domain == ["restaurants", "mams"]
     assert (config.data.dev_fraction, config.data.split_seed) == (DEV_FRACTION, SPLIT_SEED)
     assert config.model.encoder == config.data.encoder
+    loss = config.model.loss  # named preset configs/loss/supcon_out_tau05.yaml
+    assert loss.class_path == "scpt.losses.SupConLoss"
+    assert (loss.init_args.temperature, loss.init_args.variant) == (0.5, "out")
+    assert (config.model.queue_size, config.model.momentum, config.model.learning_rate) == (4096, 0.99, 1e-4)
 
 
 @pytest.mark.parametrize("phase", ["pretrain/restaurants.yaml", "finetune/laptops.yaml"])
@@ -91,7 +95,13 @@ def test_presets_apply_after_an_experiment_config(phase: str) -> None:
 
 @pytest.mark.parametrize(
     "name, class_name",
-    [("supcon_out", "SupConLoss"), ("supcon_in", "SupConLoss"), ("dscl", "DSCLLoss"), ("simcse", "SimCSELoss")],
+    [
+        ("supcon_out", "SupConLoss"),
+        ("supcon_out_tau05", "SupConLoss"),
+        ("supcon_in", "SupConLoss"),
+        ("dscl", "DSCLLoss"),
+        ("simcse", "SimCSELoss"),
+    ],
 )
 def test_loss_presets_parse_as_the_pretraining_loss(name: str, class_name: str) -> None:
     config = parse_pretrain(

@@ -28,6 +28,7 @@ def build(path: Path) -> nn.Module:
     "name, cls, expected",
     [
         ("supcon_out", SupConLoss, {"temperature": 0.07, "base_temperature": 0.07, "variant": "out"}),
+        ("supcon_out_tau05", SupConLoss, {"temperature": 0.5, "base_temperature": 0.5, "variant": "out"}),
         ("supcon_in", SupConLoss, {"temperature": 0.07, "base_temperature": 0.07, "variant": "in"}),
         ("dscl", DSCLLoss, {"temperature": 0.07, "alpha": 1 / 9}),
         ("simcse", SimCSELoss, {"temperature": 0.05, "hard_negative_weight": 0.0}),
@@ -43,7 +44,7 @@ def test_loss_config_builds_stated_loss(name: str, cls: type, expected: dict) ->
 
 def test_every_loss_config_is_covered() -> None:
     names = {path.stem for path in CONFIG_DIR.glob("*.yaml")}
-    assert names == {"supcon_out", "supcon_in", "dscl", "simcse"}
+    assert names == {"supcon_out", "supcon_out_tau05", "supcon_in", "dscl", "simcse"}
 
 
 def test_bad_hyperparameter_in_config_is_rejected(tmp_path: Path) -> None:
