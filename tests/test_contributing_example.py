@@ -178,7 +178,7 @@ def test_the_objective_example_joins_the_objective(
     )
     module: ContrastivePretrainModule = cli.model
     assert list(module.objectives) == ["scl", "map", "rr", "label"]
-    assert module.objectives["scl"].loss.temperature == 0.07  # the experiment's loss is kept
+    assert module.objectives["scl"].loss.temperature == 0.5  # the experiment's loss is kept
     assert isinstance(module.objectives["label"], guide.LabelObjective)
     assert module.describe()["lambda_label"] == 0.5
     result = module.compute_terms(_batch(minilm_tokenizer))

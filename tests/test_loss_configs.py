@@ -28,7 +28,7 @@ def build(path: Path) -> nn.Module:
     "name, cls, expected",
     [
         ("supcon_out", SupConLoss, {"temperature": 0.07, "base_temperature": 0.07, "variant": "out"}),
-        ("supcon_out_tau05", SupConLoss, {"temperature": 0.5, "base_temperature": 0.5, "variant": "out"}),
+        ("supcon_out_tau05", SupConLoss, {"temperature": 0.5, "base_temperature": 0.07, "variant": "out"}),
         ("supcon_in", SupConLoss, {"temperature": 0.07, "base_temperature": 0.07, "variant": "in"}),
         ("dscl", DSCLLoss, {"temperature": 0.07, "alpha": 1 / 9}),
         ("simcse", SimCSELoss, {"temperature": 0.05, "hard_negative_weight": 0.0}),

@@ -470,6 +470,7 @@ def test_collapsed_loss_is_log_contrast_size(make, call, contrast_size):
     loss = call(loss_fn, features, labels, memory)
     expected = loss_fn.scale * math.log(contrast_size)
     assert loss_fn.last_stats.contrast_size == contrast_size
+    assert math.isclose(loss_fn.last_stats.similarity_span, loss_fn.scale * 2 / loss_fn.temperature)
     assert math.isclose(loss_fn.last_stats.collapsed_loss, expected, rel_tol=1e-12)
     assert math.isclose(float(loss), expected, rel_tol=1e-9)
 
@@ -499,3 +500,14 @@ def test_loss_describes_itself_and_its_needs():
 
     described = MarginSupCon(margin=0.3).hparams()
     assert described["loss_margin"] == 0.3 and described["loss"].endswith("MarginSupCon")
+
+
+def test_simcse_collapsed_value_counts_the_hard_negative_weight():
+    """Coincident features: 2N - 1 equal logits and the own hard negative's, w higher."""
+    point = torch.randn(6, dtype=torch.float64)
+    features = point.expand(4, 2, 6).clone()
+    loss_fn = SimCSELoss(hard_negative_weight=1.0)
+    loss = loss_fn(features, hard_negatives=features[:, 0], memory=point.expand(3, 6).clone())
+    expected = math.log(4 + 4 - 1 + 3 + math.e)
+    assert math.isclose(loss_fn.last_stats.collapsed_loss, expected, rel_tol=1e-12)
+    assert math.isclose(float(loss), expected, rel_tol=1e-9)

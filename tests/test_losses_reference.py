@@ -486,19 +486,24 @@ def test_memory_bad_input(call, pattern):
         call(features, labels, memory)
 
 
-def test_memory_gets_no_gradient_and_batch_gradient_matches_reference_queue_core():
-    """The module with memory = the functional core with a queue (its documented equivalent)."""
+def test_memory_gets_no_gradient_and_the_batch_gradient_matches_a_dense_float64_formulation():
+    """The gradient with memory against the textbook dense SupCon (explicit logits, -inf on self,
+    log-softmax over batch + memory, mean over each anchor's positives) under float64 autograd."""
     features, labels, memory, memory_labels = _memory_case(65)
     leaf = features.clone().requires_grad_()
     memory_leaf = memory.clone().requires_grad_()
     SupConLoss(temperature=0.1)(leaf, labels, memory=memory_leaf, memory_labels=memory_labels).backward()
     assert memory_leaf.grad is None
-    core_leaf = features.clone().requires_grad_()
-    z = torch.nn.functional.normalize(core_leaf, dim=-1).flatten(0, 1)
+
+    dense_leaf = features.clone().requires_grad_()
+    z = torch.nn.functional.normalize(dense_leaf, dim=-1).flatten(0, 1)  # [10, D]
+    contrast = torch.cat([z, torch.nn.functional.normalize(memory, dim=1)])  # [17, D]
     view_labels = labels.repeat_interleave(2)
-    contrast = torch.cat([z, torch.nn.functional.normalize(memory, dim=1)])
-    per = supcon_anchor_losses(
-        z, contrast, SameLabel.from_labels(view_labels, torch.cat([view_labels, memory_labels])), torch.arange(10), 0.1
-    )
-    per.losses.mean().backward()
-    torch.testing.assert_close(leaf.grad, core_leaf.grad, rtol=1e-10, atol=1e-12)
+    logits = z @ contrast.T / 0.1  # [10, 17]
+    is_self = torch.zeros_like(logits, dtype=torch.bool)
+    is_self[torch.arange(10), torch.arange(10)] = True
+    log_prob = torch.log_softmax(logits.masked_fill(is_self, float("-inf")), dim=1)
+    positive = (view_labels[:, None] == torch.cat([view_labels, memory_labels])[None, :]) & ~is_self
+    per_anchor = -(log_prob.masked_fill(~positive, 0.0).sum(1)) / positive.sum(1)
+    per_anchor[positive.sum(1) > 0].mean().backward()
+    torch.testing.assert_close(leaf.grad, dense_leaf.grad, rtol=1e-10, atol=1e-12)

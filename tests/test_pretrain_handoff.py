@@ -68,7 +68,8 @@ def test_pretraining_logs_every_term_and_the_held_out_geometry(pretrained_checkp
                    "val/effective_rank", "val/probe_centroid", "val/probe_knn", "val/encoder_probe_knn"):  # fmt: skip
         assert column in header, column
     logged = yaml.safe_load((run / "hparams.yaml").read_text())
-    assert logged["loss"] == "scpt.losses.SupConLoss" and logged["loss_temperature"] == 0.07
+    assert logged["loss"] == "scpt.losses.SupConLoss" and logged["loss_temperature"] == 0.5  # the shipped preset
+    assert logged["loss_base_temperature"] == 0.07 and logged["queue_size"] == 4096 and logged["momentum"] == 0.99
     assert logged["lambda_scl"] == 2.0 and logged["seed_everything"] == 7 and logged["min_per_class"] == 4
     fractions = [float(r.split(",")[header.index("train/scl_valid_anchor_fraction_step")]) for r in rows[1:]
                  if r.split(",")[header.index("train/scl_valid_anchor_fraction_step")]]  # fmt: skip
@@ -97,7 +98,13 @@ def test_checkpoint_loads_with_weights_only_and_hands_over_the_encoder_exactly(p
     module = AspectSentimentModule(encoder=str(pretrained_checkpoint))
     for key, value in expected.items():
         assert torch.equal(module.encoder.state_dict()[key], value), key
-    assert not any(k.startswith(("map_head", "decoder", "projection")) for k in module.state_dict())
+    assert not any(k.startswith("objectives.") for k in module.state_dict())
+    # the checkpoint also holds the momentum (key) encoder; only the online encoder is handed over
+    state = checkpoint["state_dict"]
+    key_encoder = {k.removeprefix("objectives.scl.key_encoder."): v for k, v in state.items() if "key_encoder." in k}
+    assert set(key_encoder) == set(expected)
+    assert any(not torch.equal(key_encoder[k], expected[k]) for k in expected)  # it lags behind: EMA 0.99
+    assert checkpoint["scpt_objective"]["loss_temperature"] == 0.5  # what the objective was, beside the weights
     assert load_tokenizer(str(pretrained_checkpoint)).vocab_size == 30522
 
 
@@ -143,6 +150,7 @@ def test_export_round_trip(pretrained_checkpoint: Path, tmp_path: Path) -> None:
     assert (
         provenance["checkpoint"] == str(pretrained_checkpoint.resolve()) and len(provenance["checkpoint_sha256"]) == 64
     )
+    assert provenance["objective"]["loss"] == "scpt.losses.SupConLoss" and provenance["objective"]["lambda_scl"] == 2.0
     before = sorted(p.name for p in target.iterdir())
     with pytest.raises(FileExistsError, match="refusing to overwrite"):
         export_encoder(pretrained_checkpoint, target)

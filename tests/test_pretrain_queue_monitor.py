@@ -134,22 +134,42 @@ def test_momentum_keys_follow_an_exponential_moving_average(tiny_bert_dir: Path,
     torch.testing.assert_close(key_weight, scl.projection.net.weight)  # the key encoder starts as a copy
     assert not any(p.requires_grad for p in scl.key_encoder.parameters())
     online_before = scl.projection.net.weight.detach().clone()
-    with torch.no_grad():
-        scl.projection.net.weight.add_(1.0)
-        module.encoder.embeddings.word_embeddings.weight.add_(2.0)
+    generator = torch.Generator().manual_seed(3)
+    step_projection = torch.randn(scl.projection.net.weight.shape, generator=generator)
+    step_embeddings = torch.randn(module.encoder.embeddings.word_embeddings.weight.shape, generator=generator)
+    with torch.no_grad():  # stands in for an optimiser step of the online encoder and projection
+        scl.projection.net.weight.add_(step_projection)
+        module.encoder.embeddings.word_embeddings.weight.add_(step_embeddings)
     key_embeddings_before = scl.key_encoder.embeddings.word_embeddings.weight.detach().clone()
-    module.on_train_batch_end(None, None, 0)
-    torch.testing.assert_close(key_weight, 0.9 * online_before + 0.1 * (online_before + 1.0))
+    module.after_optimizer_step()  # what optimizer_step runs after the optimiser's step
+    torch.testing.assert_close(key_weight, 0.9 * online_before + 0.1 * (online_before + step_projection))
     torch.testing.assert_close(
-        scl.key_encoder.embeddings.word_embeddings.weight, key_embeddings_before + 0.1 * 2.0, rtol=1e-6, atol=1e-6
+        scl.key_encoder.embeddings.word_embeddings.weight,
+        key_embeddings_before + 0.1 * step_embeddings,
+        rtol=1e-6,
+        atol=1e-6,
     )
     # the optimiser never sees the key encoder
     optimised = {id(p) for group in no_decay_parameter_groups(module, 0.01) for p in group["params"]}
     assert not optimised & {id(p) for p in scl.key_encoder.parameters()}
-    # its keys fill the queue
+    # its keys fill the queue: key_projection(key_encoder(batch)), not the online features
     module.train()
-    module.compute_terms(_batch(minilm_tokenizer, [0, 1, 0, 1]))
+    for part in module.modules():  # no dropout: both passes are deterministic
+        if isinstance(part, torch.nn.Dropout):
+            part.p = 0.0
+    batch = _batch(minilm_tokenizer, [0, 1, 0, 1])
+    with torch.no_grad():
+        hidden = scl.key_encoder(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"]
+        ).last_hidden_state
+        expected_keys = scl.key_projection(hidden[:, 0])
+    result = module.compute_terms(batch)
     assert len(scl.queue) == 4
+    torch.testing.assert_close(scl.queue.entries()[0], expected_keys.flip(0))
+    online = module.objectives["scl"].projection(module.hidden_states(
+        batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])[:, 0])  # fmt: skip
+    assert not torch.allclose(online, expected_keys, atol=1e-3)
+    assert result.terms["scl"].metrics["queue_filled"] == 0.0  # counted before this batch was enqueued
 
 
 def test_queue_is_saved_and_restored_with_the_module(tiny_bert_dir: Path, minilm_tokenizer) -> None:
@@ -158,6 +178,7 @@ def test_queue_is_saved_and_restored_with_the_module(tiny_bert_dir: Path, minilm
     module.compute_terms(_batch(minilm_tokenizer, [0, 1, 2, 0, 1, 2, 0]))
     state = module.state_dict()
     assert {"objectives.scl.queue.features", "objectives.scl.queue.labels", "objectives.scl.queue.filled"} <= set(state)
+    assert all(key.startswith(("encoder.", "objectives.")) for key in state)  # each part stored once
     restored = _scl_module(tiny_bert_dir, queue_size=5)
     restored.load_state_dict(state)
     for mine, theirs in zip(restored.objectives["scl"].queue.entries(), module.objectives["scl"].queue.entries()):
@@ -246,6 +267,20 @@ def test_monitor_warns_after_patience_steps_within_one_percent() -> None:
     assert any("[collapse]" in str(w.message) for w in caught)
 
 
+def test_monitor_measures_in_the_similarity_span_when_asked() -> None:
+    # tau 0.5 at batch 32: span 2 / 0.5 = 4. A learning run 0.03 below its collapsed value is within 1% of
+    # that value (0.034) but not within 0.5% of the span (0.02); a collapsed one (0.002 away) is within both.
+    collapsed = math.log(31)
+    by_value, by_span = CollapseMonitor(patience=2), CollapseMonitor(patience=2, tolerance=0.005, tolerance_of="span")
+    assert by_value.is_collapsed(collapsed - 0.03, collapsed) and not by_span.is_collapsed(
+        collapsed - 0.03, collapsed, 4.0
+    )
+    assert by_span.is_collapsed(collapsed - 0.002, collapsed, 4.0)
+    assert not by_span.is_collapsed(collapsed, collapsed)  # no span logged: never collapsed by span
+    with pytest.raises(ValueError, match="tolerance_of must be"):
+        CollapseMonitor(tolerance_of="loss")
+
+
 def test_monitor_can_stop_and_watches_the_held_out_mean_cosine() -> None:
     monitor = CollapseMonitor(patience=2, stop=True)
     trainer = _run_monitor(monitor, [(3.43, 3.434), (3.44, 3.434)])
@@ -256,7 +291,12 @@ def test_monitor_can_stop_and_watches_the_held_out_mean_cosine() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cosine.on_validation_end(trainer, None)
+        cosine.on_validation_end(trainer, None)  # still high: the same episode, no second warning
         trainer.callback_metrics["val/mean_cosine"] = torch.tensor(0.5)
         cosine.on_validation_end(trainer, None)
-    assert len(cosine.warnings) == 1 and "0.970 > 0.95" in cosine.warnings[0] and not trainer.should_stop
-    assert CollapseMonitor().state_dict() == {"collapsed_steps": 0}
+        assert len(cosine.warnings) == 1 and "0.970 > 0.95" in cosine.warnings[0] and not trainer.should_stop
+        trainer.callback_metrics["val/mean_cosine"] = torch.tensor(0.99)  # a new episode
+        cosine.on_validation_end(trainer, None)
+    assert len(cosine.warnings) == 2
+    assert CollapseMonitor().state_dict() == {"collapsed_steps": 0, "cosine_alarm": False}
+    assert CollapseMonitor(term="scl").state_key != CollapseMonitor(term="other").state_key

@@ -40,14 +40,19 @@ class LossStats:
         num_valid_anchors: anchors with at least one positive; only these enter the mean.
         contrast_size: |A(a)|, the entries each anchor is contrasted with (N·V - 1 + K for SupCon and
             DSCL with K memory entries; the candidates for SimCSE).
-        collapsed_loss: the loss when every feature coincides, ``scale · log |A(a)|``: a collapsed
-            representation sits exactly there, and the gradient vanishes (docs/design.md §7).
+        collapsed_loss: the loss when every feature coincides, ``scale · log |A(a)|`` (SimCSE with a
+            hard-negative weight w: ``log(|A(a)| - 1 + e^w)``): a collapsed representation sits exactly
+            there, and the gradient vanishes (docs/design.md §7).
+        similarity_span: ``scale · 2 / tau``, how far similarities can move the loss (cosines lie in
+            [-1, 1]); the yardstick for "close to the collapsed value" at any temperature. NaN without
+            normalisation.
     """
 
     num_anchors: int
     num_valid_anchors: int
     contrast_size: int = 0
     collapsed_loss: float = float("nan")
+    similarity_span: float = float("nan")
 
     @property
     def valid_fraction(self) -> float:
@@ -123,11 +128,14 @@ class ContrastiveLoss(nn.Module):
             features = normalize_rows(type(self).__name__, "features", features, row_names="[sample, view]")
         return features.reshape(num_samples * num_views, dim), num_samples, num_views
 
-    def record(self, anchor_losses: AnchorLosses, contrast_size: int) -> None:
-        """Keep :class:`LossStats` of this call; ``contrast_size`` is |A(a)|."""
-        collapsed = self.scale * math.log(contrast_size) if contrast_size > 0 else float("nan")
+    def record(self, anchor_losses: AnchorLosses, contrast_size: int, collapsed: float | None = None) -> None:
+        """Keep :class:`LossStats` of this call; ``contrast_size`` is |A(a)|; ``collapsed`` defaults to
+        ``scale · log |A(a)|``."""
+        if collapsed is None:
+            collapsed = self.scale * math.log(contrast_size) if contrast_size > 0 else float("nan")
+        span = self.scale * 2.0 / self.temperature if self.normalize else float("nan")
         self.last_stats = LossStats(
-            int(anchor_losses.valid.numel()), int(anchor_losses.losses.numel()), contrast_size, collapsed
+            int(anchor_losses.valid.numel()), int(anchor_losses.losses.numel()), contrast_size, collapsed, span
         )
 
     def prepare_memory(

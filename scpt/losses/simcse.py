@@ -12,6 +12,8 @@ passes (premise, entailment, contradiction) triples.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -138,7 +140,10 @@ class SimCSELoss(ContrastiveLoss):
                 z1, z2, hard_negatives, self.temperature, self.hard_negative_weight, self.chunk_size, memory
             )
             candidates = z2.shape[0] * (1 if hard_negatives is None else 2) + (0 if memory is None else memory.shape[0])
-            self.record(anchor_losses, candidates)
+            # all logits equal, except the weighted own hard negative's, which is w higher
+            weighted = 0.0 if hard_negatives is None else self.hard_negative_weight
+            collapsed = math.log(candidates - 1 + math.exp(weighted))
+            self.record(anchor_losses, candidates, collapsed)
             return anchor_losses.losses.mean()
 
     def extra_repr(self) -> str:

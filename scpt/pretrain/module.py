@@ -21,7 +21,7 @@ import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from scpt.encoders import DEFAULT_ENCODER, load_tokenizer, sentence_vector
+from scpt.encoders import DEFAULT_ENCODER, OBJECTIVE_RECORD_KEY, load_tokenizer, sentence_vector
 from scpt.losses import ContrastiveLoss
 from scpt.pretrain.heads import ProjectionKind, ProjectionNorm
 from scpt.pretrain.masking import aspect_first_mask
@@ -132,7 +132,6 @@ class ContrastivePretrainModule(EncoderModule):
         for objective in active:
             objective.build(self.encoder, encoder)
         self.objectives = nn.ModuleDict({o.name: o for o in active})
-        self.contrastive: ContrastiveObjective | None = contrastive[0] if contrastive else None
         self.mask_token_id: int | None = load_tokenizer(encoder).mask_token_id
         self.needs_masking = any(o.needs_masking for o in active)
         if self.mask_token_id is None and self.needs_masking:
@@ -141,6 +140,17 @@ class ContrastivePretrainModule(EncoderModule):
             rank_zero_info(f"[pretrain] MAP head: {self.objectives['map'].head_source}")
         self.last_step: dict[str, float] = {}
         self._val: dict[int, dict[str, list[Tensor]]] = {}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The encoder record (base class) and the objective's description (loss class, tau, queue, ...), which
+        the hyperparameters leave out so that ``--ckpt_path`` resumes parse; ``scpt export`` copies it."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[OBJECTIVE_RECORD_KEY] = self.describe()
+
+    @property
+    def contrastive(self) -> ContrastiveObjective | None:
+        """The contrastive term, if one is active (a lookup, not a second registration of the module)."""
+        return next((o for o in self.objectives.values() if isinstance(o, ContrastiveObjective)), None)
 
     def describe(self) -> dict[str, Any]:
         """Flat settings of every active objective and its loss, for loggers (``lambda_scl``, ``loss``,
@@ -213,7 +223,14 @@ class ContrastivePretrainModule(EncoderModule):
         }
         return result.total
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimiser step, then each objective's :meth:`~scpt.pretrain.objectives.Objective.after_optimizer_step`
+        (the momentum encoder moves once per optimiser step, also under gradient accumulation, and before
+        any callback saves a checkpoint)."""
+        super().optimizer_step(*args, **kwargs)
+        self.after_optimizer_step()
+
+    def after_optimizer_step(self) -> None:
         for objective in self.objectives.values():
             objective.after_optimizer_step(self.encoder)
 
@@ -271,4 +288,4 @@ class ContrastivePretrainModule(EncoderModule):
             self.log(f"val/{key}", value, sync_dist=False)
 
 
-__all__ = ["HELD_OUT", "PROBE_REFERENCE", "ContrastivePretrainModule", "PretrainTerms"]
+__all__ = ["HELD_OUT", "OBJECTIVE_RECORD_KEY", "PROBE_REFERENCE", "ContrastivePretrainModule", "PretrainTerms"]

@@ -204,6 +204,7 @@ class ContrastiveObjective(Objective):
         if stats is not None:
             metrics["valid_anchor_fraction"] = stats.valid_fraction
             metrics["collapsed"] = stats.collapsed_loss
+            metrics["span"] = stats.similarity_span
         if self.queue is not None:
             metrics["queue_filled"] = float(len(self.queue))
             if self.training:
