@@ -65,7 +65,7 @@ def plot(runs: dict[str, list[dict]], out: Path) -> None:
 
 
 def main() -> None:
-    directory = Path(sys.argv[1] if len(sys.argv) > 1 else "experiments/collapse/runs")
+    directory = Path(sys.argv[1] if len(sys.argv) > 1 else "experiments/collapse/runs")  # or .../records
     runs = load(directory)
     print(table(runs))
     plot(runs, directory.parent / "probe_curves.png")
