@@ -82,31 +82,25 @@ def check_features(owner: str, features: Tensor) -> Tensor:
     return features
 
 
-def check_labels(owner: str, labels: Tensor, num_samples: int) -> Tensor:
-    """Integer labels ``[N]``, one per sample."""
+def check_labels(
+    owner: str, labels: Tensor, num_samples: int, name: str = "labels", size: str = "N", per: str = "sample"
+) -> Tensor:
+    """Integer labels ``[N]``, one per sample (``name``/``size``/``per`` word the error for other label sets)."""
     if not isinstance(labels, Tensor):
-        raise ValueError(f"{owner}: labels must be a torch.Tensor, got {type(labels).__name__}")
+        raise ValueError(f"{owner}: {name} must be a torch.Tensor, got {type(labels).__name__}")
     if labels.is_floating_point() or labels.is_complex():
-        raise ValueError(f"{owner}: labels must be an integer tensor, got dtype {labels.dtype}")
+        raise ValueError(f"{owner}: {name} must be an integer tensor, got dtype {labels.dtype}")
     if labels.dim() != 1 or labels.shape[0] != num_samples:
         raise ValueError(
-            f"{owner}: labels must have shape [N] = [{num_samples}] (one per sample), got shape {tuple(labels.shape)}"
+            f"{owner}: {name} must have shape [{size}] = [{num_samples}] (one per {per}), "
+            f"got shape {tuple(labels.shape)}"
         )
     return labels.long()
 
 
 def check_memory_labels(owner: str, labels: Tensor, num_entries: int) -> Tensor:
     """Integer labels ``[K]``, one per memory entry."""
-    if not isinstance(labels, Tensor):
-        raise ValueError(f"{owner}: memory_labels must be a torch.Tensor, got {type(labels).__name__}")
-    if labels.is_floating_point() or labels.is_complex():
-        raise ValueError(f"{owner}: memory_labels must be an integer tensor, got dtype {labels.dtype}")
-    if labels.dim() != 1 or labels.shape[0] != num_entries:
-        raise ValueError(
-            f"{owner}: memory_labels must have shape [K] = [{num_entries}] (one per memory entry), "
-            f"got shape {tuple(labels.shape)}"
-        )
-    return labels.long()
+    return check_labels(owner, labels, num_entries, name="memory_labels", size="K", per="memory entry")
 
 
 def check_mask(owner: str, mask: Tensor, num_samples: int) -> Tensor:

@@ -138,7 +138,7 @@ class ContrastivePretrainModule(EncoderModule):
             raise ValueError(f"encoder {encoder!r}: its tokenizer has no mask token, which MAP and RR need")
         if "map" in self.objectives:
             rank_zero_info(f"[pretrain] MAP head: {self.objectives['map'].head_source}")
-        self.last_step: dict[str, float] = {}
+        self.last_step: dict[str, Tensor | float] = {}  # this step's logged values, detached
         self._val: dict[int, dict[str, list[Tensor]]] = {}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -218,9 +218,8 @@ class ContrastivePretrainModule(EncoderModule):
             logged.update({f"{name}_{key}": value for key, value in out.metrics.items()})
         for key, value in logged.items():
             self.log(f"train/{key}", value, prog_bar=key == "loss", batch_size=size, on_step=True, on_epoch=True)
-        self.last_step = {
-            key: float(value.detach()) if isinstance(value, Tensor) else float(value) for key, value in logged.items()
-        }
+        # detached, not converted: float() would synchronise with the device every step for every term
+        self.last_step = {key: value.detach() if isinstance(value, Tensor) else value for key, value in logged.items()}
         return result.total
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:

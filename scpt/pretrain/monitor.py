@@ -86,7 +86,8 @@ class CollapseMonitor(pl.Callback):
         loss, collapsed = step.get(self.term), step.get(f"{self.term}_collapsed")
         if loss is None or collapsed is None:
             return
-        collapsed_now = self.is_collapsed(loss, collapsed, step.get(f"{self.term}_span", math.nan))
+        loss, collapsed = float(loss), float(collapsed)  # the module keeps tensors; read them here only
+        collapsed_now = self.is_collapsed(loss, collapsed, float(step.get(f"{self.term}_span", math.nan)))
         self.collapsed_steps = self.collapsed_steps + 1 if collapsed_now else 0
         pl_module.log(f"train/{self.term}_collapsed_steps", float(self.collapsed_steps), on_step=True, on_epoch=False)
         if self.collapsed_steps == self.patience:
