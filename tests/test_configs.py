@@ -27,7 +27,7 @@ def test_every_shipped_config_is_covered_here() -> None:
         *(f"finetune/{name}.yaml" for name in (*DATASET_CONFIGS, "base")),
         "pretrain/restaurants.yaml",
         "pretrain/laptops.yaml",
-        *(f"trainer/{name}.yaml" for name in ("cpu", "gpu")),
+        *(f"trainer/{name}.yaml" for name in ("cpu", "gpu", "ddp", "ddp_cpu")),
         *(f"logger/{name}.yaml" for name in ("csv", "wandb")),
         *(f"loss/{name}.yaml" for name in ("supcon_out", "supcon_out_tau05", "supcon_in", "dscl", "simcse")),
         *(f"pipeline/{name}.yaml" for name in ("restaurants", "restaurants_quick", "laptops")),
@@ -48,7 +48,12 @@ def test_dataset_configs_are_the_base_plus_their_differences(name: str) -> None:
     assert [c.class_path.rsplit(".", 1)[-1] for c in config.trainer.callbacks] == [
         "ModelCheckpoint",
         "LearningRateMonitor",
+        "ProgressLog",  # progress lines when stdout is not a terminal
     ]
+    assert (config.trainer.callbacks[2].init_args.every_seconds, config.trainer.callbacks[2].init_args.mode) == (
+        60,
+        "auto",
+    )
     assert config.trainer.callbacks[0].init_args.monitor == "val/acc"
     epochs, interval = (1, 0.25) if name == "mams" else (4, 0.5)
     assert (config.trainer.max_epochs, config.trainer.val_check_interval) == (epochs, interval)
@@ -68,6 +73,11 @@ def test_pretrain_config_names_the_logger_preset() -> None:
     assert (logger.init_args.save_dir, logger.init_args.name) == ("runs/pretrain", "restaurants")
     assert config.trainer.max_epochs == 1 and config.trainer.val_check_interval == 0.5
     assert config.trainer.callbacks[0].init_args.save_last is True
+    assert config.trainer.callbacks[-1].class_path == "scpt.training.progress.ProgressLog"
+    assert config.trainer.callbacks[-1].init_args.every_seconds == 60 and config.trainer.enable_progress_bar in (
+        None,
+        True,
+    )
     assert config.data.in_domain == ["restaurants", "mams"]
     assert (config.data.dev_fraction, config.data.split_seed) == (DEV_FRACTION, SPLIT_SEED)
     assert config.model.encoder == config.data.encoder
@@ -91,6 +101,14 @@ def test_presets_apply_after_an_experiment_config(phase: str) -> None:
     csv = parse(_args(experiment, CONFIGS / "logger" / "csv.yaml"))
     assert csv.trainer.logger.class_path == "pytorch_lightning.loggers.CSVLogger"
     assert gpu.trainer.max_epochs == cpu.trainer.max_epochs == parse(_args(experiment)).trainer.max_epochs
+    ddp = parse(_args(experiment, CONFIGS / "trainer" / "ddp.yaml"))
+    assert (ddp.trainer.accelerator, ddp.trainer.devices, ddp.trainer.strategy) == ("gpu", -1, "ddp")
+    ddp_cpu = parse(_args(experiment, CONFIGS / "trainer" / "ddp_cpu.yaml"))
+    assert (ddp_cpu.trainer.accelerator, ddp_cpu.trainer.devices, ddp_cpu.trainer.strategy) == ("cpu", 2, "ddp")
+    # scpt's samplers split the data over processes: Lightning must not replace them with its own
+    assert ddp.trainer.use_distributed_sampler is ddp_cpu.trainer.use_distributed_sampler is False
+    assert parse(_args(experiment)).trainer.use_distributed_sampler is False  # the CLI's default, too
+    assert ddp.trainer.max_epochs == parse(_args(experiment)).trainer.max_epochs  # only the machine changes
 
 
 @pytest.mark.parametrize(

@@ -175,6 +175,9 @@ def test_small_semeval_file_reads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("term_xml", "offending"), [
     ('<aspectTerm term="food" polarity="positive" from="5" to="9"/>', "'ood '"),
     ('<aspectTerm term="food" polarity="delicious" from="4" to="8"/>', "'delicious'"),
+    ('<aspectTerm term="food" polarity="Positive" from="4" to="8"/>',
+     "unknown polarity 'Positive'; expected one of ('positive', 'negative', 'neutral', 'conflict'); did you mean "
+     "'positive'? polarities are compared case-sensitively"),
     ('<aspectTerm term="food" from="4" to="8"/>', "polarity"),
     ('<aspectTerm polarity="positive" from="4" to="8"/>', "term"),
     ('<aspectTerm term="food" polarity="positive" from="four" to="8"/>', "'four'"),
@@ -420,7 +423,7 @@ def test_stats_command_options(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_stats_command_reports_missing_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert cli.main(["data", "stats", "--data-dir", str(tmp_path), "--datasets", "mams"]) == 1
+    assert cli.main(["data", "stats", "--data-dir", str(tmp_path), "--datasets", "mams"]) == 2
     err = capsys.readouterr().err
     assert "scpt data stats: error: dataset 'mams': 3 of 3 files missing" in err
     assert "scpt data download" in err

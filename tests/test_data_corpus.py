@@ -23,6 +23,7 @@ from scpt.data.corpus import (
     CorpusExample,
     CorpusFormatError,
     CorpusReport,
+    UnknownLabelError,
     deduplicate,
     eval_sentences,
     in_domain_corpus,
@@ -30,6 +31,7 @@ from scpt.data.corpus import (
     normalize_sentence,
     read_jsonl_corpus,
     read_scapt_json,
+    resolve_classes,
 )
 
 LABELS = {"0": "positive", "1": "negative", "2": "neutral"}
@@ -130,9 +132,11 @@ def test_jsonl_skip_keeps_good_lines_and_counts_bad_ones(tmp_path: Path) -> None
         (STAFF["text"], f"{path}:5"),
         (FINE["text"], f"{path}:8"),
     ]
-    assert (report.read, report.skipped_malformed, report.kept) == (7, 4, 3)
+    # line 7's label 7 is not a key of the label map: skipped as an unknown label, not as malformed
+    assert (report.read, report.skipped_malformed, report.skipped_unknown_label, report.kept) == (7, 3, 1, 3)
+    assert report.unknown_labels == {"7": 1}
     assert [message.split(": ")[0] for message in report.errors] == [f"{path}:{n}" for n in (2, 4, 6, 7)]
-    assert f"first malformed line: {path}:2: aspects[0]" in report.summary()
+    assert f"first skipped line: {path}:2: aspects[0]" in report.summary()
 
 
 def test_reports_add_up_over_files(tmp_path: Path) -> None:
@@ -150,6 +154,96 @@ def test_reader_argument_errors(tmp_path: Path) -> None:
         read_jsonl_corpus(path, label_map={"2": ""})
     with pytest.raises(FileNotFoundError):
         read_jsonl_corpus(tmp_path / "missing.jsonl")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Labels against the declared classes
+# ---------------------------------------------------------------------------------------------------
+
+ABSA_CLASSES = ["positive", "negative", "neutral"]
+TYPO = {"text": "Bad wine.", "label": "positve"}
+CAPITAL = {"text": "Slow service.", "label": "Negative"}
+
+
+@pytest.mark.parametrize(("bad", "expected"), [
+    pytest.param(TYPO, 'field \'label\' value "positve" is not a known class (known classes: \'positive\', '
+                 "'negative', 'neutral'); did you mean 'positive'?", id="typo"),
+    pytest.param(CAPITAL, 'field \'label\' value "Negative" is not a known class (known classes: \'positive\', '
+                 "'negative', 'neutral'); did you mean 'negative'? labels are compared case-sensitively", id="case"),
+    pytest.param({"text": "Meh.", "label": "mixed"}, 'field \'label\' value "mixed" is not a known class (known '
+                 "classes: 'positive', 'negative', 'neutral')", id="unrelated"),
+    pytest.param({**FISH, "label": "negative", "aspects": [{"term": "fish", "from": 4, "to": 8, "label": "bad"}]},
+                 'aspects[0]: field \'label\' value "bad" is not a known class (known classes: \'positive\', '
+                 "'negative', 'neutral')", id="aspect-label"),
+])  # fmt: skip
+def test_unknown_label_is_an_error_naming_file_line_and_classes(tmp_path: Path, bad: dict, expected: str) -> None:
+    path = write_lines(tmp_path / "mine.jsonl", [{"text": "Great food.", "label": "positive"}, "", bad])
+    with pytest.raises(UnknownLabelError) as raised:
+        read_jsonl_corpus(path, classes=ABSA_CLASSES)
+    assert str(raised.value) == f"{path}:3: {expected}"
+    assert isinstance(raised.value, CorpusFormatError)  # a kind of malformed line, for callers catching those
+
+
+def test_unknown_labels_are_skipped_counted_and_reported(tmp_path: Path) -> None:
+    lines = [{"text": "Great food.", "label": "positive"}, TYPO, CAPITAL, {"text": "x"}, TYPO, FINE]
+    path = write_lines(tmp_path / "mine.jsonl", lines)
+    report = CorpusReport()
+    examples = read_jsonl_corpus(path, label_map=None, on_error="skip", report=report, classes=ABSA_CLASSES)
+    assert [example.label for example in examples] == ["positive"]  # FINE's label is 2: not a class either
+    assert (report.read, report.skipped_malformed, report.skipped_unknown_label, report.kept) == (6, 1, 4, 1)
+    assert report.unknown_labels == {"positve": 2, "Negative": 1, "2": 1}
+    assert report.summary() == (
+        "read 6 sentences; skipped 1 malformed, 4 with an unknown label ('positve' 2, 'Negative' 1, '2' 1), "
+        "0 mixed-polarity; removed 0 duplicates (0 in dev/test splits, 0 repeated); kept 1 examples from 1 "
+        f"sentences; first skipped line: {path}:2: field 'label' value \"positve\" is not a known class (known "
+        "classes: 'positive', 'negative', 'neutral'); did you mean 'positive'?"
+    )
+    other = CorpusReport()
+    read_jsonl_corpus(path, on_error="skip", report=other, classes=ABSA_CLASSES)
+    report._add(other)  # reports add up over files, per label too
+    assert report.skipped_unknown_label == 8 and report.unknown_labels == {"positve": 4, "Negative": 2, "2": 2}
+
+
+def test_label_map_values_are_the_classes_and_a_missing_key_names_them(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "mine.jsonl", [{"text": "Great.", "label": "pos"}, {"text": "Bad.", "label": "Neg"}])
+    with pytest.raises(UnknownLabelError) as raised:
+        read_jsonl_corpus(path, label_map={"pos": "positive", "neg": "negative"})
+    assert str(raised.value) == (
+        f"{path}:2: field 'label' value \"Neg\" is not in the label map (keys: 'pos', 'neg'; known classes: "
+        "'positive', 'negative'); did you mean 'neg'? labels are compared case-sensitively"
+    )
+    assert resolve_classes(None, {"1": "negative", "5": "positive", "4": "positive"}) == ("negative", "positive")
+    assert resolve_classes(None, None) is None  # library use without a declared set: labels kept unchecked
+    assert resolve_classes(["b", "a"], {"x": "a"}) == ("b", "a")
+
+
+@pytest.mark.parametrize(("classes", "label_map", "words"), [
+    ([], None, "non-empty list"),
+    ("positive", None, "non-empty list"),
+    (["positive", "positive"], None, "more than once"),
+    (["positive", ""], None, "non-empty string"),
+    (["positive"], {"1": "negative", "5": "positive"}, "label_map renames labels to ['negative'], which are not in"),
+])  # fmt: skip
+def test_invalid_classes_are_rejected(classes: Any, label_map: dict[str, str] | None, words: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        resolve_classes(classes, label_map)
+    assert words in str(raised.value)
+
+
+def test_scapt_ratings_are_checked_against_the_classes(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "yelp.json", [SCAPT_POSITIVE, SCAPT_NEGATIVE])
+    with pytest.raises(ValueError, match=r"label_map renames labels to \['negative'\]"):
+        read_scapt_json(path, classes=["positive"])  # SCAPT's default map: 1 -> negative, 5 -> positive
+    rated = write_lines(tmp_path / "rated.json", [{**SCAPT_NEGATIVE, "aspect_terms": [{**FRIES, "sentiment": 3}]}])
+    report = CorpusReport()
+    assert read_scapt_json(rated, on_error="skip", report=report) == []
+    assert (report.skipped_unknown_label, report.unknown_labels) == (1, {"3": 1})
+
+
+def test_load_corpus_passes_the_classes(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "mine.jsonl", [{"text": "Great food.", "label": "positive"}, CAPITAL])
+    with pytest.raises(UnknownLabelError, match=f"{path}:2: .*did you mean 'negative'"):
+        load_corpus(str(path), classes=ABSA_CLASSES, dedup_against=())
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -188,11 +188,11 @@ def test_commands_download_and_verify(
     assert "4 of 7 files missing or wrong" in captured.err and "scpt data download" in captured.err
 
     (target / "mams" / "val.xml").write_text("x")
-    assert cli.main(argv) == 1
+    assert cli.main(argv) == 2  # an error; 1 is verify's "files missing or wrong"
     assert "scpt data download: error: 1 of 3 files failed" in capsys.readouterr().err
 
 
 def test_commands_need_a_data_dir(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("SCPT_DATA_DIR", raising=False)
-    assert cli.main(["data", "download"]) == 1
+    assert cli.main(["data", "download"]) == 2
     assert "SCPT_DATA_DIR" in capsys.readouterr().err

@@ -36,7 +36,9 @@ def small_run_args(tiny_bert_dir: Path, root: Path) -> list[str]:
 
 
 @needs_data
-def test_fit_test_predict_through_the_cli(tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_fit_test_predict_through_the_cli(
+    tiny_bert_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["finetune", "fit", *small_run_args(tiny_bert_dir, tmp_path)]) == 0
     checkpoints = sorted(tmp_path.glob("restaurants/version_0/checkpoints/best-*.ckpt"))
     assert len(checkpoints) == 1
@@ -52,8 +54,10 @@ def test_fit_test_predict_through_the_cli(tiny_bert_dir: Path, tmp_path: Path) -
     # 48 instances / batch 16 = 3 batches; val_check_interval 0.5 -> every int(3 * 0.5) = 1 batch; 2 epochs
     assert len(dev_acc) == 6 and all(0.0 <= a <= 100.0 for a in dev_acc)
 
-    with pytest.raises(ValueError, match="needs --ckpt_path"):
-        cli.main(["finetune", "test", *small_run_args(tiny_bert_dir, tmp_path / "untrained")])
+    capsys.readouterr()
+    assert cli.main(["finetune", "test", *small_run_args(tiny_bert_dir, tmp_path / "untrained")]) == 2
+    assert "scpt finetune test: error: --ckpt_path is required: the fine-tuned checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "untrained").exists()  # the failed command left no run folder
     test_args = [*small_run_args(tiny_bert_dir, tmp_path / "test"), "--ckpt_path", str(checkpoints[0])]
     assert cli.main(["finetune", "test", *test_args]) == 0
 
@@ -70,6 +74,8 @@ def test_fit_test_predict_through_the_cli(tiny_bert_dir: Path, tmp_path: Path) -
         "--data.predict_output", str(output),
     ]  # fmt: skip
     assert cli.main(["finetune", "predict", *predict_args]) == 0
+    assert f"wrote 2 predictions to {output}" in capsys.readouterr().out
+    assert not (tmp_path / "predict").exists()  # predict writes its output file and no run folder
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert [(r["line"], r["aspect"], r["from"], r["to"]) for r in records] == [(1, "staff", 4, 9), (2, "pizza", 6, 11)]
     for record in records:
@@ -78,8 +84,10 @@ def test_fit_test_predict_through_the_cli(tiny_bert_dir: Path, tmp_path: Path) -
         assert record["label"] == max(record["probs"], key=record["probs"].get)
 
     # a second predict to the same file is refused rather than overwriting it
-    with pytest.raises(FileExistsError, match="refusing to overwrite"):
-        cli.main(["finetune", "predict", *predict_args])
+    before = output.read_text()
+    assert cli.main(["finetune", "predict", *predict_args]) == 2
+    assert f"error: prediction output {output} exists; refusing to overwrite it" in capsys.readouterr().err
+    assert output.read_text() == before
 
 
 @needs_data

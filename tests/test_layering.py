@@ -39,8 +39,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("scpt.cli",),
 )
 
-#: Packages every module may import (``scpt/__init__.py`` holds only the version).
-BASE = ("scpt",)
+#: Modules every module may import (``scpt/__init__.py`` holds only the version; ``scpt.errors`` the
+#: exception type of failures a user can fix, and which failures count as such).
+BASE = ("scpt", "scpt.errors")
 
 #: Third-party packages the losses must not import (they are pure PyTorch).
 LOSSES_FORBIDDEN = ("lightning", "lightning_fabric", "pytorch_lightning", "torchmetrics", "transformers")

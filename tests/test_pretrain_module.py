@@ -248,6 +248,54 @@ def test_datamodule_reads_user_files_with_a_label_map_and_skips_bad_lines(tmp_pa
         ContrastivePretrainDataModule(in_domain=None, files=None)
 
 
+def test_sentence_level_files_under_pair_input_fail_once_naming_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "good.jsonl"
+    path.write_text('{"text": "The fish was dry.", "label": "negative"}\n')
+    with pytest.raises(ValueError) as raised:
+        ContrastivePretrainDataModule(in_domain=["restaurants"], files=[str(path)], input_format="pair")
+    assert str(raised.value) == (
+        f"data.files ({path}) hold sentence-level examples, but data.input_format 'pair' encodes (sentence, aspect) "
+        "and needs one labelled target aspect per example (data.in_domain with data.label_mode 'aspect'); "
+        "use --data.input_format sentence"
+    )
+    with pytest.raises(ValueError, match=r"^data.label_mode 'sentence' gives sentence-level examples, .*"):
+        ContrastivePretrainDataModule(in_domain=["restaurants"], label_mode="sentence", input_format="pair")
+
+
+def test_file_labels_are_checked_against_the_declared_classes(tmp_path: Path, minilm_tokenizer) -> None:
+    import json
+
+    rows = [
+        {"text": "loved the tacos", "label": "positive"},
+        {"text": "cold fries", "label": "negative"},
+        {"text": "great view", "label": "positve"},
+        {"text": "bad wine", "label": "Negative"},
+        {"text": "nice patio", "label": "positive"},
+        {"text": "rude staff", "label": "negative"},
+    ]
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    common = dict(in_domain=None, files=[str(path)], input_format="sentence", val_size=0, dedup_against=[],
+                  batch_size=4, min_per_class=2)  # fmt: skip
+    with pytest.raises(ValueError) as raised:  # default classes: the ABSA polarities, never a fourth class
+        ContrastivePretrainDataModule(**common).setup("fit")
+    assert str(raised.value) == (
+        f"{path}:3: field 'label' value \"positve\" is not a known class (known classes: 'positive', 'negative', "
+        "'neutral'); did you mean 'positive'?"
+    )
+    data = ContrastivePretrainDataModule(**common, on_error="skip")
+    data.setup("fit")
+    assert (data.report.skipped_unknown_label, data.report.unknown_labels) == (2, {"positve": 1, "Negative": 1})
+    assert data.class_names == ("positive", "negative") and [e.label for e in data.encoded["train"]] == [0, 1, 0, 1]
+    with pytest.raises(
+        ValueError, match=rf"{path}:1: .*\"positive\" is not a known class \(known classes: 'good', 'bad'\)"
+    ):
+        ContrastivePretrainDataModule(**common, classes=["good", "bad"]).setup("fit")
+    assert ContrastivePretrainDataModule(**common, file_format="scapt").file_classes == ("negative", "positive")
+    with pytest.raises(ValueError, match=r"data.classes \['positive', 'negative'\] lacks \['neutral'\]"):
+        ContrastivePretrainDataModule(in_domain=["restaurants"], classes=["positive", "negative"])
+
+
 @needs_data
 def test_user_files_are_deduplicated_against_evaluation_sentences(tmp_path: Path) -> None:
     import json

@@ -209,7 +209,10 @@ def _aspect_instance(path: Path, sentence_id: str, text: str, element: ET.Elemen
     term, polarity = element.attrib["term"], element.attrib["polarity"]
     where = f"{where}, term {term!r}"
     if polarity not in POLARITIES and polarity != CONFLICT:
-        raise DataFormatError(f"{where}: unknown polarity {polarity!r}; expected one of {POLARITIES + (CONFLICT,)}")
+        known = POLARITIES + (CONFLICT,)
+        close = [name for name in known if name.casefold() == polarity.casefold()]
+        hint = f"; did you mean {close[0]!r}? polarities are compared case-sensitively" if close else ""
+        raise DataFormatError(f"{where}: unknown polarity {polarity!r}; expected one of {known}{hint}")
     start, end = _offsets(where, text, element.attrib["from"], element.attrib["to"])
     if text[start:end] != term:
         raise DataFormatError(

@@ -17,7 +17,8 @@ Formats
 
   ``label`` is a string or an integer; a ``label_map`` (keys compared as ``str(label)``) renames it
   and every label absent from the map is an error. ``aspects`` is optional; ``from`` / ``to`` are
-  character offsets, ``to`` exclusive, and ``text[from:to] == term`` is checked.
+  character offsets, ``to`` exclusive, and ``text[from:to] == term`` is checked. Each line is one
+  sentence-level example (``target=None``): encode it with ``input_format: sentence``.
 * **SCAPT JSON** (:func:`read_scapt_json`): the Yelp / Amazon corpora released with SCAPT-ABSA
   (``scapt_yelp_json.zip``, ``scapt_amazon_json.zip``) are JSON lines such as::
 
@@ -38,6 +39,22 @@ Formats
 Malformed lines raise :class:`CorpusFormatError` naming ``<file>:<line>``, the field and the value,
 or, with ``on_error="skip"``, are skipped and counted (``CorpusReport.skipped_malformed``, with the
 first messages kept in ``CorpusReport.errors``). Blank lines are ignored.
+
+Labels and the class set
+------------------------
+
+A corpus has a declared class set, ``classes`` (:func:`resolve_classes`): given explicitly
+(``data.classes``), or else the values of the label map when there is one (SCAPT's default map:
+``negative``, ``positive``). Every label, of a line and of its aspects, after the label map, must be
+one of them: a label outside the set (``positve``), or a raw label that is not a key of the label map,
+raises :class:`UnknownLabelError` (a :class:`CorpusFormatError`) naming ``<file>:<line>``, the value and
+the known classes, or, with ``on_error="skip"``, is skipped and counted apart from malformed lines
+(``CorpusReport.skipped_unknown_label``, per value in ``CorpusReport.unknown_labels``, both in
+:meth:`CorpusReport.summary`). Labels are compared **case-sensitively**: ``Negative`` is not
+``negative``; the error then suggests the known class that matches but for case (fix the file, or map
+it with ``label_map: {Negative: negative, ...}``). A label never becomes a class of its own silently.
+With neither ``classes`` nor a label map, the readers keep ``str(label)`` unchecked (library use);
+the phase-1 data module always declares a set (default: :data:`scpt.data.absa.POLARITIES`).
 
 In-domain corpus and the MAMS label decision
 --------------------------------------------
@@ -78,6 +95,7 @@ corpus (:func:`load_corpus` does so by default).
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import unicodedata
@@ -116,6 +134,11 @@ PathLike = str | os.PathLike[str]
 
 class CorpusFormatError(ValueError):
     """A corpus line is malformed; the message is ``<file>:<line>: <what is wrong>``, naming field and value."""
+
+
+class UnknownLabelError(CorpusFormatError):
+    """A corpus line's label is not in the declared classes (or not a key of the label map); the message
+    names ``<file>:<line>``, the value and the known classes, and suggests a class that differs only in case."""
 
 
 @dataclass(frozen=True)
@@ -175,13 +198,16 @@ class CorpusReport:
     Attributes:
         read: sentences read (non-blank lines of a file; sentences with aspects of the ABSA train splits).
         skipped_malformed: malformed lines skipped with ``on_error="skip"``.
+        skipped_unknown_label: lines skipped with ``on_error="skip"`` because a label is not a declared class
+            (or not a key of the label map).
+        unknown_labels: those labels as written in the file (``str(value)``) -> lines skipped for it.
         skipped_mixed: sentences dropped in sentence mode because their aspects disagree in polarity.
         removed_eval_overlap: sentences dropped because they occur in a dev or test split.
         removed_internal: sentences dropped as repeats of an earlier sentence of the corpus.
         removed_duplicates: ``removed_eval_overlap + removed_internal``.
         kept: examples returned (one per aspect term in aspect mode).
         kept_sentences: sentences those examples come from.
-        errors: the first :data:`MAX_REPORTED_ERRORS` messages of skipped malformed lines.
+        errors: the first :data:`MAX_REPORTED_ERRORS` messages of skipped lines (malformed or unknown label).
     """
 
     read: int = 0
@@ -192,19 +218,28 @@ class CorpusReport:
     removed_eval_overlap: int = 0
     removed_internal: int = 0
     kept_sentences: int = 0
+    skipped_unknown_label: int = 0
+    unknown_labels: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line, e.g. ``"read 10 sentences; skipped 1 malformed, 2 mixed-polarity; removed 3 duplicates
-        (2 in dev/test splits, 1 repeated); kept 9 examples from 4 sentences"``, plus the first error."""
+        (2 in dev/test splits, 1 repeated); kept 9 examples from 4 sentences"``, plus the first error.
+
+        Lines skipped for an unknown label add ``"2 with an unknown label ('positve' 1, 'Negative' 1), "``
+        after the malformed count."""
+        unknown = ""
+        if self.skipped_unknown_label:
+            counts = ", ".join(f"{label!r} {count}" for label, count in self.unknown_labels.items())
+            unknown = f"{self.skipped_unknown_label} with an unknown label ({counts}), "
         line = (
-            f"read {self.read} sentences; skipped {self.skipped_malformed} malformed, {self.skipped_mixed} "
+            f"read {self.read} sentences; skipped {self.skipped_malformed} malformed, {unknown}{self.skipped_mixed} "
             f"mixed-polarity; removed {self.removed_duplicates} duplicates ({self.removed_eval_overlap} in "
             f"dev/test splits, {self.removed_internal} repeated); kept {self.kept} examples from "
             f"{self.kept_sentences} sentences"
         )
         if self.errors:
-            line += f"; first malformed line: {self.errors[0]}"
+            line += f"; first skipped line: {self.errors[0]}"
         return line
 
     def _count_removed(self, reason: Literal["eval", "internal"]) -> None:
@@ -216,8 +251,10 @@ class CorpusReport:
 
     def _add(self, other: CorpusReport) -> None:
         for count in fields(self):
-            if count.name != "errors":
+            if count.name not in ("errors", "unknown_labels"):
                 setattr(self, count.name, getattr(self, count.name) + getattr(other, count.name))
+        for label, count in other.unknown_labels.items():
+            self.unknown_labels[label] = self.unknown_labels.get(label, 0) + count
         self.errors.extend(other.errors[: max(0, MAX_REPORTED_ERRORS - len(self.errors))])
 
     def _count_kept(self, examples: Sequence[CorpusExample]) -> None:
@@ -249,6 +286,7 @@ def read_jsonl_corpus(
     label_map: Mapping[str, str] | None = None,
     on_error: OnError = "raise",
     report: CorpusReport | None = None,
+    classes: Sequence[str] | None = None,
 ) -> list[CorpusExample]:
     """Read a JSONL corpus: one ``{"text", "label", ["aspects"]}`` object per line (module docstring).
 
@@ -259,18 +297,23 @@ def read_jsonl_corpus(
         label_map: renames labels, keys compared as ``str(label)``; a label (sentence or aspect) that
             is not a key is an error. ``None`` keeps ``str(label)``.
         on_error: ``"raise"`` a :class:`CorpusFormatError` at the first malformed line, or ``"skip"``
-            malformed lines and count them in ``report.skipped_malformed``.
+            malformed lines and count them in ``report.skipped_malformed`` (``skipped_unknown_label``
+            for a label outside the classes).
         report: counts to add to.
+        classes: the declared class set (:func:`resolve_classes`): every label after the map must be one
+            of them, case-sensitively. ``None``: the label map's values, or no check without a map.
 
     Raises:
+        UnknownLabelError: a label (sentence or aspect) not in ``classes`` or not a key of ``label_map``;
+            the message names ``"<path>:<line>"``, the value and the known classes.
         CorpusFormatError: a malformed line (bad JSON or UTF-8, not an object, ``text`` missing / not a
-            string / empty, ``label`` missing or not a string or integer, a label not in ``label_map``,
+            string / empty, ``label`` missing or not a string or integer,
             ``aspects`` not a list of ``{"term", "from", "to"}`` objects, a span that does not fit the
             text or is not the term); the message is ``"<path>:<line>: ..."``.
         FileNotFoundError: ``path`` does not exist.
-        ValueError: ``on_error`` or ``label_map`` is invalid.
+        ValueError: ``on_error``, ``label_map`` or ``classes`` is invalid.
     """
-    labels = _checked_label_map(label_map)
+    labels = _LabelCheck(_checked_label_map(label_map), resolve_classes(classes, label_map))
 
     def parse(record: dict[str, Any]) -> tuple[str, str, tuple[AspectSpan, ...]]:
         text = _text_field(record, "text")
@@ -290,6 +333,7 @@ def read_scapt_json(
     label_map: Mapping[str, str] | None = None,
     on_error: OnError = "raise",
     report: CorpusReport | None = None,
+    classes: Sequence[str] | None = None,
 ) -> list[CorpusExample]:
     """Read SCAPT's Yelp / Amazon pre-training corpus (JSON lines with ``text`` and ``aspect_terms``).
 
@@ -304,15 +348,18 @@ def read_scapt_json(
             :data:`SCAPT_LABEL_MAP` (1 -> negative, 5 -> positive). A rating not in the map is an error.
         on_error: ``"raise"`` at the first malformed line, or ``"skip"`` and count it.
         report: counts to add to.
+        classes: the declared class set; every mapped rating must be one of them. ``None``: the map's values.
 
     Raises:
+        UnknownLabelError: a rating not in the map; the message names ``"<path>:<line>"`` and the known classes.
         CorpusFormatError: a malformed line: bad JSON, ``text`` missing or empty, ``aspect_terms``
-            missing or empty, a term lacking a field, a rating not in the map, a span that is not the
+            missing or empty, a term lacking a field, a span that is not the
             term, or terms that disagree in sentiment; the message is ``"<path>:<line>: ..."``.
         FileNotFoundError: ``path`` does not exist.
-        ValueError: ``on_error`` or ``label_map`` is invalid.
+        ValueError: ``on_error`` or ``label_map`` is invalid, or maps to a name outside ``classes``.
     """
-    labels = _checked_label_map(SCAPT_LABEL_MAP if label_map is None else label_map)
+    label_map = SCAPT_LABEL_MAP if label_map is None else label_map
+    labels = _LabelCheck(_checked_label_map(label_map), resolve_classes(classes, label_map))
 
     def parse(record: dict[str, Any]) -> tuple[str, str, tuple[AspectSpan, ...]]:
         text = _text_field(record, "text")
@@ -355,9 +402,14 @@ def _read_lines(
                 text, label, aspects = parse(record)
             except _LineError as error:
                 message = f"{path}:{number}: {error}"
+                unknown = isinstance(error, _UnknownLabel)
                 if on_error == "raise":
-                    raise CorpusFormatError(message) from None
-                report.skipped_malformed += 1
+                    raise (UnknownLabelError if unknown else CorpusFormatError)(message) from None
+                if unknown:
+                    report.skipped_unknown_label += 1
+                    report.unknown_labels[error.value] = report.unknown_labels.get(error.value, 0) + 1
+                else:
+                    report.skipped_malformed += 1
                 if len(report.errors) < MAX_REPORTED_ERRORS:
                     report.errors.append(message)
                 continue
@@ -393,8 +445,66 @@ def _text_field(record: Mapping[str, Any], name: str) -> str:
     return text
 
 
-def _label(record: Mapping[str, Any], name: str, label_map: Mapping[str, str] | None, where: str = "") -> str:
-    """A required label field (string or integer), mapped through ``label_map``."""
+class _UnknownLabel(_LineError):
+    """A label outside the declared classes (or not a key of the label map); ``value`` is ``str(label)``."""
+
+    def __init__(self, message: str, value: str) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+@dataclass(frozen=True)
+class _LabelCheck:
+    """How a reader turns a raw label into a class name: the label map (``None``: keep ``str(label)``),
+    then membership in ``classes`` (``None``: no check)."""
+
+    label_map: Mapping[str, str] | None
+    classes: tuple[str, ...] | None
+
+
+def resolve_classes(
+    classes: Sequence[str] | None, label_map: Mapping[Any, str] | None = None
+) -> tuple[str, ...] | None:
+    """The declared class set of a corpus: ``classes`` if given, else the label map's values (in map
+    order, each once), else ``None`` (no check).
+
+    Raises:
+        ValueError: ``classes`` is empty, repeats a name or holds a non-string / empty name, or the label
+            map renames a label to a name outside ``classes`` (the message lists them).
+    """
+    if classes is None:
+        return None if label_map is None else tuple(dict.fromkeys(str(name) for name in label_map.values()))
+    if isinstance(classes, str) or not classes:
+        raise ValueError(f"classes must be a non-empty list of class names, got {classes!r}")
+    declared = tuple(classes)
+    for name in declared:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"classes: every class must be a non-empty string, got {name!r} in {list(declared)}")
+    if len(set(declared)) != len(declared):
+        raise ValueError(f"classes names a class more than once: {list(declared)}")
+    if label_map is not None:
+        outside = sorted({str(value) for value in label_map.values()} - set(declared))
+        if outside:
+            raise ValueError(
+                f"label_map renames labels to {outside}, which are not in classes {list(declared)}; "
+                "add them to classes or fix the label map"
+            )
+    return declared
+
+
+def _label_hint(label: str, known: Sequence[str]) -> str:
+    """A suggestion for an unknown ``label``: ``"; did you mean 'negative'? labels are compared
+    case-sensitively"`` when it matches a known name but for case (``str.casefold``), else ``"; did you
+    mean 'positive'?"`` for a near spelling (``difflib``, ratio >= 0.8), else ``""``."""
+    matches = [name for name in known if name != label and name.casefold() == label.casefold()]
+    if matches:
+        return f"; did you mean {matches[0]!r}? labels are compared case-sensitively"
+    close = difflib.get_close_matches(label, list(known), n=1, cutoff=0.8)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _label(record: Mapping[str, Any], name: str, labels: _LabelCheck, where: str = "") -> str:
+    """A required label field (string or integer), mapped through the label map and checked against the classes."""
     if name not in record:
         raise _LineError(f"{where}missing field {name!r}")
     value = record[name]
@@ -403,15 +513,26 @@ def _label(record: Mapping[str, Any], name: str, label_map: Mapping[str, str] | 
     key = str(value)
     if not key.strip():
         raise _LineError(f"{where}field {name!r} is empty")
-    if label_map is None:
-        return key
-    if key not in label_map:
-        known = ", ".join(repr(known) for known in label_map)
-        raise _LineError(f"{where}field {name!r} value {_show(value)} is not in the label map (keys: {known})")
-    return label_map[key]
+    classes = ", ".join(repr(known) for known in labels.classes) if labels.classes is not None else ""
+    if labels.label_map is not None:
+        if key not in labels.label_map:
+            keys = ", ".join(repr(known) for known in labels.label_map)
+            raise _UnknownLabel(
+                f"{where}field {name!r} value {_show(value)} is not in the label map (keys: {keys}; "
+                f"known classes: {classes}){_label_hint(key, list(labels.label_map))}",
+                key,
+            )
+        key = labels.label_map[key]
+    if labels.classes is not None and key not in labels.classes:
+        raise _UnknownLabel(
+            f"{where}field {name!r} value {_show(value)} is not a known class (known classes: {classes})"
+            f"{_label_hint(key, labels.classes)}",
+            str(value),
+        )
+    return key
 
 
-def _jsonl_span(text: str, index: int, aspect: Any, label_map: Mapping[str, str] | None) -> AspectSpan:
+def _jsonl_span(text: str, index: int, aspect: Any, label_map: _LabelCheck) -> AspectSpan:
     """``aspects[index]`` of a JSONL line: ``{"term", "from", "to", ["label"]}``, checked against ``text``."""
     where = f"aspects[{index}]: "
     if not isinstance(aspect, dict):
@@ -423,7 +544,7 @@ def _jsonl_span(text: str, index: int, aspect: Any, label_map: Mapping[str, str]
     return AspectSpan(term, start, end, label)
 
 
-def _scapt_span(text: str, index: int, aspect: Any, label_map: Mapping[str, str]) -> AspectSpan:
+def _scapt_span(text: str, index: int, aspect: Any, label_map: _LabelCheck) -> AspectSpan:
     """``aspect_terms[index]`` of a SCAPT line, checked against ``text``, labelled with its mapped sentiment."""
     where = f"aspect_terms[{index}]: "
     if not isinstance(aspect, dict):
@@ -676,6 +797,7 @@ def load_corpus(
     *,
     file_format: Literal["auto", "jsonl", "scapt"] = "auto",
     label_map: Mapping[str, str] | None = None,
+    classes: Sequence[str] | None = None,
     on_error: OnError = "raise",
     label_mode: LabelMode = "aspect",
     data_dir: PathLike | None = None,
@@ -687,15 +809,16 @@ def load_corpus(
     """A corpus by name or path, de-duplicated against the evaluation splits.
 
     ``source`` is ``"in-domain"`` (restaurants + MAMS) or ``"in-domain:<dataset>,<dataset>"`` for
-    :func:`in_domain_corpus` (``label_map`` / ``on_error`` / ``file_format`` unused), or a file path.
+    :func:`in_domain_corpus` (``label_map`` / ``classes`` / ``on_error`` / ``file_format`` unused), or a file path.
     A file is read with :func:`read_scapt_json` or :func:`read_jsonl_corpus` (``file_format="auto"``
     picks SCAPT when the first non-blank line has an ``aspect_terms`` field), then passed through
     :func:`deduplicate` against :func:`eval_sentences` of ``dedup_against`` (``None``: all datasets,
-    which needs the data directory; ``()``: no de-duplication).
+    which needs the data directory; ``()``: no de-duplication). ``classes`` is the declared class set of
+    the file's labels (module docstring, :func:`resolve_classes`).
 
     Raises:
         ValueError: unknown ``file_format`` or an in-domain dataset list that is empty or unknown.
-        CorpusFormatError, FileNotFoundError: from the readers.
+        CorpusFormatError (UnknownLabelError), FileNotFoundError: from the readers.
     """
     report = report if report is not None else CorpusReport()
     if source == IN_DOMAIN or source.startswith(IN_DOMAIN + ":"):
@@ -715,7 +838,7 @@ def load_corpus(
         file_format = "scapt" if _looks_like_scapt(Path(source)) else "jsonl"
     reader = read_scapt_json if file_format == "scapt" else read_jsonl_corpus
     counts = CorpusReport()
-    examples = reader(source, label_map, on_error, counts)
+    examples = reader(source, label_map, on_error, counts, classes)
     if dedup_against is None or dedup_against:
         examples = deduplicate(examples, eval_sentences(dedup_against, data_dir, dev_fraction, split_seed), counts)
         counts.kept, counts.kept_sentences = 0, 0

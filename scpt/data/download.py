@@ -8,7 +8,9 @@ its path upstream, which differs only for MAMS (``MAMS/`` upstream, ``mams/`` he
 A file is written to a temporary file beside its target, its sum checked, and only then moved into
 place with :func:`os.replace`, so an interrupted or corrupted download never leaves a partial or wrong
 file under the final name. An existing file with the expected sum is skipped; an existing file with
-another sum is an error unless ``force`` is set (it is never overwritten silently).
+another sum is an error unless ``force`` is set (it is never overwritten silently). When a download
+fails, the directories it created and left empty are removed again; verified files stay (the next
+attempt skips them).
 """
 
 from __future__ import annotations
@@ -135,8 +137,10 @@ def download(
         DownloadError: after trying every file, if any failed (fetch error, sum mismatch, or an
             existing file with another sum and no ``force``); the message lists each failure.
     """
+    manifest = manifest_for(datasets)
+    new_dirs = _missing_dirs(data_dir, {(data_dir / local).parent for local in manifest})
     results = []
-    for local, remote in manifest_for(datasets).items():
+    for local, remote in manifest.items():
         url = f"{base_url.rstrip('/')}/{remote}"
         result = _fetch_one(data_dir / local, local, url, force)
         if report is not None:
@@ -144,9 +148,23 @@ def download(
         results.append(result)
     failures = [result for result in results if result.status == "failed"]
     if failures:
+        for directory in new_dirs:  # deepest first: a dataset folder, then the data directory itself
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
         lines = "\n".join(f"  {result.path}: {result.detail}" for result in failures)
         raise DownloadError(f"{len(failures)} of {len(results)} files failed:\n{lines}")
     return results
+
+
+def _missing_dirs(data_dir: Path, folders: Iterable[Path]) -> list[Path]:
+    """The directories among ``folders``, ``data_dir`` and its ancestors that do not exist yet, deepest first."""
+    missing = set()
+    for folder in [*folders, data_dir]:
+        folder = folder.absolute()
+        while not folder.exists():
+            missing.add(folder)
+            folder = folder.parent
+    return sorted(missing, key=lambda path: len(path.parts), reverse=True)
 
 
 def _fetch_one(target: Path, local: str, url: str, force: bool) -> FileResult:

@@ -26,6 +26,7 @@ from scpt.data.encoding import (
 )
 from scpt.data.sampling import LengthBucketBatchSampler
 from scpt.encoders import DEFAULT_ENCODER, load_tokenizer
+from scpt.training.sharding import process_split, shared_seed
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class AspectSentimentDataModule(pl.LightningDataModule):
         encoder: whose tokenizer to use; the CLI links it to ``--model.encoder``.
         input_format: ``"pair"`` (sentence, aspect) or ``"sentence"`` (SCAPT's, aspect only as a mask).
         max_length: token budget; longer sentences are windowed around the aspect.
-        batch_size: training batch size; ``eval_batch_size`` for dev/test/predict.
+        batch_size: training batch size (per process under DDP); ``eval_batch_size`` for dev/test/predict.
         dev_fraction: share of train carved out as a stratified dev split (SemEval).
         split_seed: seed of that split (fixed, so dev is the same across training seeds).
         limit: use only the first ``limit`` instances of each split (smoke tests).
@@ -178,11 +179,24 @@ class AspectSentimentDataModule(pl.LightningDataModule):
         """Length-bucketed batches: random pools sorted by length for training, sorted for evaluation.
 
         Random batches of these datasets carry about 2.3x more padding than real tokens; bucketing
-        brings that near 1.05x and halves the encoder's compute.
+        brings that near 1.05x and halves the encoder's compute. Under W processes (DDP) training splits
+        each global batch of W · ``batch_size`` into equal parts, one per rank, from a seed they share,
+        and evaluation gives rank r batches r, r + W, ... (every example once; the metrics are
+        torchmetrics states, summed over the processes). Prediction is not split: every process predicts
+        every input and rank 0 writes them.
         """
         batch_size = self.hparams.batch_size if split == "train" else self.hparams.eval_batch_size
         examples = self.examples[split]
-        sampler = LengthBucketBatchSampler([len(e.encoded.input_ids) for e in examples], batch_size, shuffle)
+        trainer = getattr(self, "trainer", None)
+        num_replicas, rank = process_split(trainer) if split != "predict" else (1, 0)
+        sampler = LengthBucketBatchSampler(
+            [len(e.encoded.input_ids) for e in examples],
+            batch_size,
+            shuffle,
+            num_replicas=num_replicas,
+            rank=rank,
+            seed=shared_seed(trainer) if shuffle else None,
+        )
         return DataLoader(
             examples, batch_sampler=sampler, collate_fn=self._collate, num_workers=self.hparams.num_workers
         )

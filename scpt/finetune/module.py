@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 from scpt.data.absa import POLARITIES
 from scpt.encoders import DEFAULT_ENCODER, cls_vector, masked_mean
@@ -69,6 +70,9 @@ class AspectSentimentModule(EncoderModule):
         self.head = AspectSentimentHead(self.encoder.config.hidden_size, head_dim, len(POLARITIES), dropout)
         self.val_metrics = AspectSentimentMetrics(POLARITIES)
         self.test_metrics = AspectSentimentMetrics(POLARITIES)
+        # the evaluation loss, averaged over every example of the split (over all processes under DDP)
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """Logits ``[B, 3]`` of a padded batch (``input_ids``, ``attention_mask``, ``token_type_ids``,
@@ -82,28 +86,34 @@ class AspectSentimentModule(EncoderModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=logits.shape[0])
         return loss
 
-    def _evaluate(self, batch: dict[str, Tensor], metrics: AspectSentimentMetrics, split: str) -> None:
+    def _evaluate(self, batch: dict[str, Tensor], metrics: AspectSentimentMetrics, losses: MeanMetric) -> None:
         logits = self(batch)
         loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.hparams.label_smoothing)
-        self.log(f"{split}/loss", loss, batch_size=logits.shape[0])
+        losses.update(loss, weight=logits.shape[0])
         metrics.update(logits.argmax(dim=-1), batch["labels"], batch["implicit"])
 
-    def _log_metrics(self, metrics: AspectSentimentMetrics, split: str) -> None:
-        for name, value in metrics.compute().items():
-            self.log(f"{split}/{name}", value, prog_bar=name in ("acc", "macro_f1"))
+    def _log_metrics(self, metrics: AspectSentimentMetrics, losses: MeanMetric, split: str) -> None:
+        """Log the split's metrics over every example it holds. Under DDP each process evaluated a disjoint
+        share (scpt's samplers repeat no example) and the torchmetrics states are summed over the
+        processes, so the values equal one process's, the same on every process (sync_dist then averages
+        equal values, and tells Lightning the epoch-level values are global)."""
+        values = {"loss": losses.compute().item(), **metrics.compute()}
+        for name, value in values.items():
+            self.log(f"{split}/{name}", value, prog_bar=name in ("acc", "macro_f1"), sync_dist=True)
         metrics.reset()
+        losses.reset()
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_metrics, "val")
+        self._evaluate(batch, self.val_metrics, self.val_loss)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_metrics(self.val_metrics, "val")
+        self._log_metrics(self.val_metrics, self.val_loss, "val")
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, "test")
+        self._evaluate(batch, self.test_metrics, self.test_loss)
 
     def on_test_epoch_end(self) -> None:
-        self._log_metrics(self.test_metrics, "test")
+        self._log_metrics(self.test_metrics, self.test_loss, "test")
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """``{"index": [B], "probs": [B, 3]}``; the index ties each row back to its input line."""

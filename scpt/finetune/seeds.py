@@ -5,7 +5,8 @@
 Each seed runs ``fit`` then ``test`` on its best dev checkpoint, in ``<output-dir>/seed<k>/``, and
 writes ``result.json`` there; a seed whose result exists is not run again (resume after a crash).
 ``summary.md`` and ``summary.json`` are rebuilt from the per-seed results after every seed.
-Arguments after ``--`` go to the Lightning CLI (e.g. ``-- --trainer.max_epochs 2``).
+Options it does not know go to the Lightning CLI for every seed, e.g. ``--trainer.max_epochs 2``,
+after its own or after a ``--`` separator (:data:`scpt.finetune.usage.SEEDS_OVERRIDES`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scpt.finetune.cli import build_cli
+from scpt.errors import UserError
+from scpt.finetune import usage
 from scpt.training.files import write_atomically
 
 #: Metrics shown in the summary table, in order (others stay in the JSON).
@@ -26,6 +28,8 @@ TABLE_METRICS = ("acc", "macro_f1", "ise_acc", "ese_acc")
 
 def run_seed(config_args: list[str], seed: int, run_dir: Path) -> dict[str, Any]:
     """Fit with ``seed``, test the best dev checkpoint, and return the result record."""
+    from scpt.finetune.cli import build_cli  # Lightning: imported when a seed runs, not for --help
+
     started = time.perf_counter()
     cli = build_cli(
         [
@@ -39,7 +43,7 @@ def run_seed(config_args: list[str], seed: int, run_dir: Path) -> dict[str, Any]
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     checkpoint = cli.trainer.checkpoint_callback
     if checkpoint is None or not checkpoint.best_model_path:
-        raise RuntimeError("no best checkpoint was saved: the config needs a ModelCheckpoint monitoring a dev metric")
+        raise UserError("no best checkpoint was saved: the config needs a ModelCheckpoint monitoring a dev metric")
     tested = cli.trainer.test(
         cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint.best_model_path, weights_only=True
     )
@@ -87,17 +91,40 @@ def markdown_table(results: list[dict[str, Any]], summary: dict[str, dict[str, f
     return "\n".join(lines) + "\n"
 
 
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{usage.PROG} seeds",
+        description=(
+            "Fine-tune with each seed, select its best dev checkpoint, test it, and tabulate mean ± std "
+            "(summary.md, summary.json). A seed whose result.json exists is not run again."
+        ),
+        epilog=usage.SEEDS_OVERRIDES
+        + "\n\nExample:\n  scpt finetune seeds --config configs/finetune/restaurants.yaml --seeds 1 2 3 "
+        "--output-dir runs/seeds/restaurants --trainer.max_epochs 2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # --seed must not silently mean --seeds, nor a Lightning option one of ours
+    )
+    parser.add_argument("--config", action="append", required=True, help="Lightning CLI config (repeatable)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="(default: 1 2 3)")
+    parser.add_argument("--output-dir", type=Path, required=True, help="one seed<k>/ folder per seed, and the summary")
+    return parser
+
+
 def main(argv: list[str]) -> int:
+    """``scpt finetune seeds ...``; returns the exit code.
+
+    Raises:
+        UserError: a stray positional argument, or a config without a dev-monitoring checkpoint.
+    """
     if "--" in argv:
         split = argv.index("--")
         argv, passthrough = argv[:split], argv[split + 1 :]
     else:
         passthrough = []
-    parser = argparse.ArgumentParser(prog="scpt finetune seeds", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", action="append", required=True, help="Lightning CLI config (repeatable)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--output-dir", type=Path, required=True)
-    args = parser.parse_args(argv)
+    args, unknown = _build_parser().parse_known_args(argv)
+    if unknown and not unknown[0].startswith("-"):
+        raise UserError(f"unexpected argument {unknown[0]!r} (Lightning CLI options start with --)")
+    passthrough = unknown + passthrough
     config_args = [item for path in args.config for item in ("--config", path)] + passthrough
 
     results = []

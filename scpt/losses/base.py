@@ -84,7 +84,8 @@ class ContrastiveLoss(nn.Module):
     - ``memory`` ``[K, D]`` and ``memory_labels`` ``[K]``: contrast-only entries, e.g. a memory queue
       (docs/design.md §3): they join every anchor's contrast set A(a), and its positives P(a) where
       the labels match, but are never anchors and receive no gradient.
-    - ``**extras``: what a loss needs beyond that (SimCSE: ``hard_negatives``).
+    - ``**extras``: what a loss needs beyond that (SimCSE: ``hard_negatives``; scpt's losses:
+      ``anchor_samples``, see :attr:`accepts_anchor_samples`).
 
     Class attributes say what a loss needs, so a training loop never asks for a class by name:
     :attr:`min_views` (views per sample the loss needs), :attr:`uses_labels`. :meth:`hparams`
@@ -96,6 +97,10 @@ class ContrastiveLoss(nn.Module):
     min_views: ClassVar[int] = 1
     #: Whether the loss reads ``labels`` (supervised) or ignores them.
     uses_labels: ClassVar[bool] = True
+    #: Whether ``forward`` takes ``anchor_samples=slice(start, stop)``: only those samples' views are
+    #: anchors, the others stay in the contrast set *with* their gradient (features gathered from other
+    #: processes; docs/design.md §3). A loss without it is computed on all anchors on every process.
+    accepts_anchor_samples: ClassVar[bool] = False
 
     def __init__(
         self, temperature: float, base_temperature: float | None, normalize: bool, chunk_size: int | None
@@ -127,6 +132,22 @@ class ContrastiveLoss(nn.Module):
         if self.normalize:
             features = normalize_rows(type(self).__name__, "features", features, row_names="[sample, view]")
         return features.reshape(num_samples * num_views, dim), num_samples, num_views
+
+    def anchor_range(self, anchor_samples: slice | None, num_samples: int) -> tuple[int, int]:
+        """``(start, stop)`` of the anchor samples: all N by default, else the slice ``anchor_samples``
+        (contiguous, step 1, inside ``[0, N]``)."""
+        if anchor_samples is None:
+            return 0, num_samples
+        owner = type(self).__name__
+        if not isinstance(anchor_samples, slice) or anchor_samples.step not in (None, 1):
+            raise ValueError(f"{owner}: anchor_samples must be a slice(start, stop) of samples, got {anchor_samples!r}")
+        start = 0 if anchor_samples.start is None else anchor_samples.start
+        stop = num_samples if anchor_samples.stop is None else anchor_samples.stop
+        if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start < stop <= num_samples):
+            raise ValueError(
+                f"{owner}: anchor_samples {anchor_samples!r} must select at least one of the {num_samples} samples"
+            )
+        return start, stop
 
     def record(self, anchor_losses: AnchorLosses, contrast_size: int, collapsed: float | None = None) -> None:
         """Keep :class:`LossStats` of this call; ``contrast_size`` is |A(a)|; ``collapsed`` defaults to

@@ -94,6 +94,8 @@ class DSCLLoss(ContrastiveLoss):
         chunk_size: anchor rows per chunk; ``None`` chooses automatically.
     """
 
+    accepts_anchor_samples = True
+
     def __init__(
         self,
         temperature: float = 0.07,
@@ -112,6 +114,7 @@ class DSCLLoss(ContrastiveLoss):
         *,
         memory: Tensor | None = None,
         memory_labels: Tensor | None = None,
+        anchor_samples: slice | None = None,
     ) -> Tensor:
         """Loss of a batch.
 
@@ -120,6 +123,8 @@ class DSCLLoss(ContrastiveLoss):
             labels: ``[N]`` integer classes (required: DSCL is supervised).
             memory, memory_labels: ``[K, D]`` contrast-only entries and their ``[K]`` labels (DSCL's
                 queue "M"): in every A(a), and in C(a) where the label matches; never in O(a).
+            anchor_samples: ``slice(start, stop)``: only these samples' views are anchors (the mean runs
+                over them); every sample stays in the contrast set with its gradient. Default: all.
         """
         owner = type(self).__name__
         if labels is None:
@@ -134,12 +139,14 @@ class DSCLLoss(ContrastiveLoss):
             if memory is not None:
                 contrast_labels = torch.cat([view_labels, memory_labels])
                 contrast_ids = torch.cat([sample_ids, sample_ids.new_full((memory.shape[0],), -1)])  # no anchor's
-            self_columns = torch.arange(z.shape[0], device=z.device)
+            first, last = self.anchor_range(anchor_samples, num_samples)
+            rows = slice(first * num_views, last * num_views)  # the anchors' rows of z
+            self_columns = torch.arange(rows.start, rows.stop, device=z.device)
             anchor_losses = dscl_anchor_losses(
-                z,
+                z[rows],
                 contrast,
-                SameLabel.from_labels(view_labels, contrast_labels),
-                SameLabel.from_labels(sample_ids, contrast_ids),
+                SameLabel.from_labels(view_labels[rows], contrast_labels),
+                SameLabel.from_labels(sample_ids[rows], contrast_ids),
                 self_columns,
                 self.temperature,
                 self.alpha,

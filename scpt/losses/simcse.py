@@ -35,32 +35,37 @@ def simcse_anchor_losses(
     hard_negative_weight: float = 0.0,
     chunk_size: int | None = None,
     memory: Tensor | None = None,
+    first_anchor: int = 0,
 ) -> AnchorLosses:
     """Per-anchor SimCSE losses (cross-entropy with target i).
 
     Args:
-        anchors: ``[N, D]`` z1 (normalised already for cosine similarity).
-        candidates: ``[N, D]`` z2; ``candidates[i]`` is the positive of ``anchors[i]``.
+        anchors: ``[A, D]`` z1 of samples ``first_anchor .. first_anchor + A - 1`` (normalised already
+            for cosine similarity).
+        candidates: ``[N, D]`` z2 of all samples; ``candidates[first_anchor + i]`` is the positive of
+            ``anchors[i]``.
         hard_negatives: ``[N, D]`` z3 or ``None``.
         temperature: tau.
         hard_negative_weight: w, added to logit (i, z3_i).
         chunk_size: see :func:`~scpt.losses.logsumexp.similarity_logsumexp`.
         memory: ``[K, D]`` extra negatives appended to every anchor's candidates, or ``None``.
+        first_anchor: the sample index of ``anchors[0]`` (anchors of one process among gathered candidates).
 
     Returns:
-        :class:`AnchorLosses`; every anchor has its positive, so all N are valid.
+        :class:`AnchorLosses`; every anchor has its positive, so all A are valid.
     """
-    num = anchors.shape[0]
+    num, num_anchors = candidates.shape[0], anchors.shape[0]
+    own = torch.arange(first_anchor, first_anchor + num_anchors, device=anchors.device)  # [A] own sample
     contrast = candidates if hard_negatives is None else torch.cat([candidates, hard_negatives])  # [N or 2N, D]
     if memory is not None:
         contrast = torch.cat([contrast, memory])  # [.. + K, D]; the hard-negative columns keep their offsets
     offsets = []
     if hard_negatives is not None and hard_negative_weight != 0.0:
-        offsets.append(ColumnOffset(torch.arange(num, 2 * num, device=anchors.device), hard_negative_weight))
+        offsets.append(ColumnOffset(num + own, hard_negative_weight))
     scaled = anchors / temperature
     lse_all, _ = similarity_logsumexp(scaled, contrast, offsets, chunk_size=chunk_size)
-    positive_logit = (scaled * candidates).sum(dim=1)
-    return AnchorLosses(lse_all - positive_logit, torch.ones(num, dtype=torch.bool, device=anchors.device))
+    positive_logit = (scaled * candidates[own]).sum(dim=1)
+    return AnchorLosses(lse_all - positive_logit, torch.ones(num_anchors, dtype=torch.bool, device=anchors.device))
 
 
 class SimCSELoss(ContrastiveLoss):
@@ -79,6 +84,7 @@ class SimCSELoss(ContrastiveLoss):
 
     min_views = 2
     uses_labels = False
+    accepts_anchor_samples = True
 
     def __init__(
         self,
@@ -110,14 +116,17 @@ class SimCSELoss(ContrastiveLoss):
         hard_negatives: Tensor | None = None,
         memory: Tensor | None = None,
         memory_labels: Tensor | None = None,
+        anchor_samples: slice | None = None,
     ) -> Tensor:
-        """Mean loss over the N anchors.
+        """Mean loss over the N anchors (or the samples ``anchor_samples``).
 
         Args:
             features: ``[N, V >= 2, D]``; view 0 is z1, view 1 is z2 (further views are ignored).
             labels: ignored (SimCSE's positives are the paired views).
             hard_negatives: ``[N, D]`` z3, or ``None``.
             memory: ``[K, D]`` extra negatives for every anchor, or ``None``; ``memory_labels`` is ignored.
+            anchor_samples: ``slice(start, stop)``: only these samples' z1 are anchors; the z2 (and z3) of
+                every sample stay candidates with their gradient. Default: all.
         """
         owner = type(self).__name__
         if isinstance(labels, Tensor) and labels.is_floating_point():
@@ -136,8 +145,16 @@ class SimCSELoss(ContrastiveLoss):
             if hard_negatives is not None:
                 hard_negatives = self._prepare("hard_negatives", hard_negatives, tuple(z1.shape)).to(z1.dtype)
             memory, _ = self.prepare_memory(memory, None, z1, needs_labels=False)
+            first, last = self.anchor_range(anchor_samples, z1.shape[0])
             anchor_losses = simcse_anchor_losses(
-                z1, z2, hard_negatives, self.temperature, self.hard_negative_weight, self.chunk_size, memory
+                z1[first:last],
+                z2,
+                hard_negatives,
+                self.temperature,
+                self.hard_negative_weight,
+                self.chunk_size,
+                memory,
+                first_anchor=first,
             )
             candidates = z2.shape[0] * (1 if hard_negatives is None else 2) + (0 if memory is None else memory.shape[0])
             # all logits equal, except the weighted own hard negative's, which is w higher

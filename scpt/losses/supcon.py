@@ -115,6 +115,8 @@ class SupConLoss(ContrastiveLoss):
         chunk_size: anchor rows per chunk; ``None`` chooses automatically.
     """
 
+    accepts_anchor_samples = True
+
     def __init__(
         self,
         temperature: float = 0.07,
@@ -136,6 +138,7 @@ class SupConLoss(ContrastiveLoss):
         *,
         memory: Tensor | None = None,
         memory_labels: Tensor | None = None,
+        anchor_samples: slice | None = None,
     ) -> Tensor:
         """Loss of a batch.
 
@@ -146,6 +149,8 @@ class SupConLoss(ContrastiveLoss):
             memory: ``[K, D]`` contrast-only entries (a memory queue): in every A(a); in P(a) where
                 ``memory_labels`` equals a's label. Unsupervised (no labels), they are negatives only.
             memory_labels: ``[K]`` integer labels of ``memory`` (needed with ``labels``).
+            anchor_samples: ``slice(start, stop)``: only these samples' views are anchors (the mean runs
+                over them); every sample stays in the contrast set with its gradient. Default: all.
 
         Returns:
             Scalar loss (fp32, or fp64 for fp64 input).
@@ -159,14 +164,16 @@ class SupConLoss(ContrastiveLoss):
                 raise ValueError(f"{owner}: a memory has no mask relation to the batch; use labels with memory")
             memory, memory_labels = self.prepare_memory(memory, memory_labels, z, needs_labels=labels is not None)
             contrast = z if memory is None else torch.cat([z, memory])  # [N·V (+ K), D]
+            first, last = self.anchor_range(anchor_samples, num_samples)
+            rows = slice(first * num_views, last * num_views)  # the anchors' rows of z
             sample_ids = torch.arange(num_samples, device=z.device).repeat_interleave(num_views)
             if mask is not None:
                 mask = check_mask(owner, mask, num_samples).to(z.device)
-                positives: Positives = SampleMask(mask, sample_ids, sample_ids)
+                positives: Positives = SampleMask(mask, sample_ids[rows], sample_ids)
             elif labels is not None:
                 view_labels = check_labels(owner, labels, num_samples).to(z.device).repeat_interleave(num_views)
                 contrast_labels = view_labels if memory is None else torch.cat([view_labels, memory_labels])
-                positives = SameLabel.from_labels(view_labels, contrast_labels)
+                positives = SameLabel.from_labels(view_labels[rows], contrast_labels)
             elif num_views < 2:
                 raise ValueError(
                     f"{owner}: with one view (features of shape {tuple(features.shape)}) there is no positive "
@@ -174,10 +181,10 @@ class SupConLoss(ContrastiveLoss):
                 )
             else:
                 memory_ids = sample_ids.new_full((contrast.shape[0] - z.shape[0],), -1)  # no anchor's sample
-                positives = SameLabel.from_labels(sample_ids, torch.cat([sample_ids, memory_ids]))
-            self_columns = torch.arange(z.shape[0], device=z.device)
+                positives = SameLabel.from_labels(sample_ids[rows], torch.cat([sample_ids, memory_ids]))
+            self_columns = torch.arange(rows.start, rows.stop, device=z.device)
             anchor_losses = supcon_anchor_losses(
-                z, contrast, positives, self_columns, self.temperature, self.variant, self.chunk_size
+                z[rows], contrast, positives, self_columns, self.temperature, self.variant, self.chunk_size
             )
             self.record(anchor_losses, contrast.shape[0] - 1)
             return mean_over_valid(anchor_losses, self.scale, z)

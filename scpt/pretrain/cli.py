@@ -11,17 +11,29 @@ from __future__ import annotations
 
 from jsonargparse import Namespace
 
+from scpt.pretrain import usage
 from scpt.pretrain.datamodule import ContrastivePretrainDataModule
 from scpt.pretrain.module import ContrastivePretrainModule
 from scpt.training.cli import EncoderCLI, build_lightning_cli, parse_lightning_config
 
 
 class PretrainCLI(EncoderCLI):
-    """Lightning CLI for phase 1."""
+    """Lightning CLI for phase 1: ``fit`` and ``validate`` (the module has no test or predict step)."""
+
+    prog = usage.PROG
+    description = usage.DESCRIPTION
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        return {name: skip for name, skip in EncoderCLI.subcommands().items() if name in usage.SUBCOMMANDS}
 
     def after_fit(self) -> None:
         checkpoint = self.trainer.checkpoint_callback
-        if checkpoint is None or not self.trainer.is_global_zero:
+        if not self.trainer.is_global_zero:
+            return
+        if checkpoint is None:
+            if self.trainer.fast_dev_run:
+                print("fast_dev_run: no checkpoint written")
             return
         last = checkpoint.last_model_path or checkpoint.best_model_path
         if last:
@@ -44,5 +56,6 @@ def parse_config(args: list[str]) -> Namespace:
 
 
 def main(argv: list[str]) -> int:
+    """``scpt pretrain {fit,validate} ...`` through the Lightning CLI."""
     build_cli(argv)
     return 0

@@ -5,13 +5,21 @@ Sources (any combination, concatenated in this order):
 - ``in_domain``: the train splits of SemEval-2014 / MAMS (:func:`scpt.data.corpus.in_domain_corpus`),
   de-duplicated against every dev and test split; no file to prepare.
 - ``files``: JSON lines (``text``, ``label``, optional ``aspects``) or SCAPT's Yelp/Amazon JSON
-  (``file_format: scapt``), with an optional ``label_map``.
+  (``file_format: scapt``), with an optional ``label_map``. Their lines are sentence-level examples,
+  so they need ``input_format: sentence``.
+
+Labels are checked against a declared class set, ``classes``: given, or the label map's values, or
+(JSON lines without a map) :data:`scpt.data.absa.POLARITIES`. A label outside it is an error naming
+file, line and the known classes (``on_error: skip``: skipped and counted in the printed corpus
+summary), compared case-sensitively (:mod:`scpt.data.corpus`, "Labels and the class set").
 
 A seeded ``val_size`` of the corpus is held out (never trained on) for the representation metrics,
 and a seeded ``probe_size`` sample of the training examples is the probe's labelled reference (the
 second validation dataloader; :data:`scpt.pretrain.module.PROBE_REFERENCE`).
 Training batches come from :class:`~scpt.data.sampling.ClassGroupBatchSampler`: every class in a
-batch has at least ``min_per_class`` examples, so every anchor has a positive.
+batch has at least ``min_per_class`` examples, so every anchor has a positive. Under W processes (DDP)
+``batch_size`` is per process: each step's global batch of W · ``batch_size`` has the guarantee, and
+each rank holds an equal part of it (docs/design.md §3).
 
 Per example the tokens that masked aspect prediction may mask (``maskable``: real sentence tokens)
 and those it masks first (``aspect``: the tokens of the sentence's aspect terms) are marked by
@@ -33,6 +41,7 @@ from torch.utils.data import DataLoader
 from scpt.data.absa import DATASETS, DEV_FRACTION, POLARITIES, SPLIT_SEED, DataDirError
 from scpt.data.corpus import (
     LABEL_MODES,
+    SCAPT_LABEL_MAP,
     CorpusExample,
     CorpusReport,
     deduplicate,
@@ -40,6 +49,7 @@ from scpt.data.corpus import (
     in_domain_corpus,
     read_jsonl_corpus,
     read_scapt_json,
+    resolve_classes,
 )
 from scpt.data.encoding import (
     INPUT_FORMATS,
@@ -48,8 +58,24 @@ from scpt.data.encoding import (
     collate_pretraining,
     encode_pretraining_example,
 )
-from scpt.data.sampling import ClassGroupBatchSampler
+from scpt.data.sampling import ClassGroupBatchSampler, SequentialBatchSampler
 from scpt.encoders import DEFAULT_ENCODER, load_tokenizer
+from scpt.training.sharding import process_split, shared_seed
+
+
+def file_classes(
+    file_format: Literal["jsonl", "scapt"], label_map: dict[str, str] | None, classes: list[str] | None
+) -> tuple[str, ...]:
+    """The declared class set of ``data.files``: ``classes``, else the label map's values (SCAPT's default
+    map for ``file_format: scapt``), else :data:`~scpt.data.absa.POLARITIES`.
+
+    Raises:
+        ValueError: invalid ``classes``, or a label map renaming to a name outside them.
+    """
+    if label_map is None and file_format == "scapt":
+        label_map = dict(SCAPT_LABEL_MAP)
+    resolved = resolve_classes(classes, label_map)
+    return POLARITIES if resolved is None else resolved
 
 
 class ContrastivePretrainDataModule(pl.LightningDataModule):
@@ -61,7 +87,10 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
         files: corpus files (JSON lines or SCAPT JSON, see ``file_format``).
         file_format: ``"jsonl"`` or ``"scapt"``.
         label_map: raw label -> class name, for ``files`` (SCAPT's default maps 1/5 to negative/positive).
-        on_error: a malformed line is an error (``"raise"``) or is skipped and counted (``"skip"``).
+        classes: the class names every label of ``files`` (after ``label_map``) must be, case-sensitively.
+            ``null``: the label map's values, or :data:`~scpt.data.absa.POLARITIES` for JSON lines without one.
+        on_error: a malformed line, or one whose label is not in ``classes``, is an error (``"raise"``) or is
+            skipped and counted (``"skip"``).
         label_mode: in-domain labels per aspect (``"aspect"``) or per sentence where all aspects agree.
         input_format: ``"pair"`` (sentence, aspect: phase 2's input; needs per-aspect examples) or ``"sentence"``.
         data_dir, dev_fraction, split_seed: where the ABSA data lies and phase 2's dev split (the
@@ -69,8 +98,9 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
         dedup_against: datasets whose dev and test sentences are removed from the corpus, in-domain
             and files alike (``null``: all of them; ``[]``: no de-duplication).
         max_length: token budget.
-        batch_size: training batch size (``eval_batch_size`` for the held-out set).
-        min_per_class: m, the fewest examples of a class present in a training batch.
+        batch_size: training batch size per process (``eval_batch_size`` for the held-out set).
+        min_per_class: m, the fewest examples of a class present in a training batch (under W processes:
+            in the global batch, whose features the contrastive loss gathers).
         class_balanced: draw classes equally often (re-drawing small classes).
         val_size: held-out examples for the representation metrics (drawn with ``split_seed``); 0 for none.
         probe_size: training examples the held-out probe compares against (drawn with ``split_seed``;
@@ -85,6 +115,7 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
         files: list[str] | None = None,
         file_format: Literal["jsonl", "scapt"] = "jsonl",
         label_map: dict[str, str] | None = None,
+        classes: list[str] | None = None,
         on_error: Literal["raise", "skip"] = "raise",
         label_mode: Literal["aspect", "sentence"] = "aspect",
         input_format: InputFormat = "pair",
@@ -112,6 +143,21 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
         for name in in_domain or []:
             if name not in DATASETS:
                 raise ValueError(f"data.in_domain: unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        if input_format == "pair" and (files or label_mode == "sentence"):
+            what = (
+                f"data.files ({', '.join(files)}) hold" if files else "data.label_mode 'sentence' gives"
+            ) + " sentence-level examples"
+            raise ValueError(
+                f"{what}, but data.input_format 'pair' encodes (sentence, aspect) and needs one labelled target "
+                "aspect per example (data.in_domain with data.label_mode 'aspect'); "
+                "use --data.input_format sentence"
+            )
+        self.file_classes = file_classes(file_format, label_map, classes)
+        if in_domain and classes is not None and set(POLARITIES) - set(self.file_classes):
+            raise ValueError(
+                f"data.classes {classes} lacks {sorted(set(POLARITIES) - set(self.file_classes))}, which "
+                f"data.in_domain labels carry (polarities {list(POLARITIES)})"
+            )
         self.save_hyperparameters()
         self.tokenizer = None
         self.class_names: tuple[str, ...] = ()
@@ -135,7 +181,9 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
         reader = read_scapt_json if hp.file_format == "scapt" else read_jsonl_corpus
         from_files: list[CorpusExample] = []
         for path in hp.files or []:
-            from_files += reader(path, label_map=hp.label_map, on_error=hp.on_error, report=self.report)
+            from_files += reader(
+                path, label_map=hp.label_map, on_error=hp.on_error, report=self.report, classes=self.file_classes
+            )
         if from_files and hp.dedup_against != []:
             try:
                 held_out = eval_sentences(hp.dedup_against, hp.data_dir, hp.dev_fraction, hp.split_seed)
@@ -168,7 +216,10 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
                     )
                 )
             except ValueError as error:
-                raise ValueError(f"{example.source}: {error}") from None
+                message = str(error)
+                raise ValueError(
+                    message if message.startswith(example.source) else f"{example.source}: {message}"
+                ) from None
         generator = torch.Generator().manual_seed(hp.split_seed)
         order = torch.randperm(len(encoded), generator=generator).tolist()
         held_out = set(order[: min(hp.val_size, len(encoded) // 2)])
@@ -188,13 +239,18 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
     def _collate(self, examples: list[PretrainEncoding]) -> dict[str, Tensor]:
         return collate_pretraining(examples, self.tokenizer.pad_token_id)
 
+    def _collate_indexed(self, pairs: list[tuple[int, PretrainEncoding]]) -> dict[str, Tensor]:
+        """A held-out batch with each example's position in its split (``index`` [B]), by which the
+        validation puts the rows gathered from every process back in the single-process order."""
+        batch = self._collate([example for _, example in pairs])
+        batch["index"] = torch.tensor([index for index, _ in pairs], dtype=torch.long)
+        return batch
+
     def train_dataloader(self) -> DataLoader:
+        """Class-group batches; under W processes each rank takes its equal part of every global batch of
+        W · ``batch_size`` (:class:`~scpt.data.sampling.ClassGroupBatchSampler`), from a seed they share."""
         trainer = getattr(self, "trainer", None)
-        if trainer is not None and trainer.world_size > 1:
-            raise NotImplementedError(
-                f"phase 1 runs on one device for now (trainer.world_size = {trainer.world_size}): the class-group "
-                "batch sampler is not split across processes yet, so every process would train on the same batches"
-            )
+        num_replicas, rank = process_split(trainer)
         train = self.encoded["train"]
         sampler = ClassGroupBatchSampler(
             [e.label for e in train],
@@ -202,22 +258,32 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
             self.hparams.min_per_class,
             self.hparams.class_balanced,
             lengths=[len(e.input_ids) for e in train],
+            num_replicas=num_replicas,
+            rank=rank,
+            seed=shared_seed(trainer),
         )
         return DataLoader(train, batch_sampler=sampler, collate_fn=self._collate, num_workers=self.hparams.num_workers)
 
     def val_dataloader(self) -> list[DataLoader]:
-        """The held-out slice and, when ``probe_size > 0``, the probe's reference sample of training examples."""
+        """The held-out slice and, when ``probe_size > 0``, the probe's reference sample of training examples;
+        under W processes rank r takes batches r, r + W, ... of each (every example once)."""
+        num_replicas, rank = process_split(getattr(self, "trainer", None))
         splits = ["val", "probe"] if self.encoded["probe"] else ["val"]
-        return [
-            DataLoader(
-                self.encoded[split],
-                batch_size=self.hparams.eval_batch_size,
-                shuffle=False,
-                collate_fn=self._collate,
-                num_workers=self.hparams.num_workers,
+        loaders = []
+        for split in splits:
+            examples = list(enumerate(self.encoded[split]))
+            sampler = SequentialBatchSampler(
+                len(examples), self.hparams.eval_batch_size, num_replicas=num_replicas, rank=rank
             )
-            for split in splits
-        ]
+            loaders.append(
+                DataLoader(
+                    examples,
+                    batch_sampler=sampler,
+                    collate_fn=self._collate_indexed,
+                    num_workers=self.hparams.num_workers,
+                )
+            )
+        return loaders
 
 
 __all__ = ["ContrastivePretrainDataModule", "PretrainEncoding", "collate_pretraining", "encode_pretraining_example"]

@@ -20,11 +20,12 @@ from typing import Any, NamedTuple
 import torch
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from scpt.encoders import DEFAULT_ENCODER, OBJECTIVE_RECORD_KEY, load_tokenizer, sentence_vector
 from scpt.losses import ContrastiveLoss
 from scpt.pretrain.heads import ProjectionKind, ProjectionNorm
-from scpt.pretrain.masking import aspect_first_mask
+from scpt.pretrain.masking import MaskedTokens, aspect_first_mask
 from scpt.pretrain.metrics import (
     alignment,
     centroid_probe_accuracy,
@@ -42,8 +43,10 @@ from scpt.pretrain.objectives import (
     ObjectiveOutput,
     Pooling,
     ReconstructionObjective,
+    merge_parts,
 )
 from scpt.training.module import EncoderModule
+from scpt.training.sharding import gather_rows
 
 #: Validation dataloader indices: the held-out slice and the probe's reference sample of training examples.
 HELD_OUT, PROBE_REFERENCE = 0, 1
@@ -75,6 +78,9 @@ class ContrastivePretrainModule(EncoderModule):
         mask_probability: share of sentence tokens masked per sequence (aspect tokens first).
         decoder_layers, decoder_dropout: the review-reconstruction decoder (SCAPT: 6 layers on BERT-base).
         objectives: further objectives (:class:`~scpt.pretrain.objectives.Objective` subclasses, by class path).
+        grad_cache_chunk: gradient caching: encode training batches in chunks of this many samples,
+            recomputing each chunk's activations in backward, so memory follows the chunk while the
+            gradient stays the full batch's (``None``: one pass over the batch).
         learning_rate, weight_decay, warmup_ratio: AdamW with linear warmup and decay.
         probe_k: k of the held-out k-NN probe.
     """
@@ -97,6 +103,7 @@ class ContrastivePretrainModule(EncoderModule):
         decoder_layers: int = 6,
         decoder_dropout: float = 0.1,
         objectives: list[Objective] | None = None,
+        grad_cache_chunk: int | None = None,
         learning_rate: float = 5e-5,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
@@ -134,6 +141,15 @@ class ContrastivePretrainModule(EncoderModule):
         self.objectives = nn.ModuleDict({o.name: o for o in active})
         self.mask_token_id: int | None = load_tokenizer(encoder).mask_token_id
         self.needs_masking = any(o.needs_masking for o in active)
+        if grad_cache_chunk is not None:
+            if grad_cache_chunk < 1:
+                raise ValueError(f"grad_cache_chunk must be a positive number of samples, got {grad_cache_chunk}")
+            unsplit = [type(o).__name__ for o in active if not o.splits_into_chunks()]
+            if unsplit:
+                raise ValueError(
+                    f"grad_cache_chunk: the objectives {unsplit} implement forward() only; gradient caching needs "
+                    "partial() and combine() (see scpt.pretrain.objectives.Objective)"
+                )
         if self.mask_token_id is None and self.needs_masking:
             raise ValueError(f"encoder {encoder!r}: its tokenizer has no mask token, which MAP and RR need")
         if "map" in self.objectives:
@@ -164,42 +180,80 @@ class ContrastivePretrainModule(EncoderModule):
     # The objective
     # ----------------------------------------------------------------------------------------------
 
-    def encode(self, batch: dict[str, Tensor]) -> EncodedBatch:
-        """One encoder pass of V views over the batch (masked when an objective needs it)."""
-        input_ids = batch["input_ids"]
-        num_views = self.hparams.num_views if self.contrastive is not None else 1
-        masked = None
-        encoder_ids = input_ids
-        if self.needs_masking:
-            masked = aspect_first_mask(
-                input_ids,
-                batch["maskable"],
-                batch["aspect"],
-                mask_token_id=self.mask_token_id,
-                vocab_size=self.encoder.config.vocab_size,
-                mask_probability=self.hparams.mask_probability,
-            )
-            encoder_ids = masked.input_ids
+    @property
+    def num_views(self) -> int:
+        """V, encoder passes per batch (1 without a contrastive term)."""
+        return self.hparams.num_views if self.contrastive is not None else 1
+
+    def mask(self, batch: dict[str, Tensor]) -> tuple[Tensor, MaskedTokens | None]:
+        """``(encoder_ids [B, T], masking)``: the corrupted ids when an objective needs masking, else the ids."""
+        if not self.needs_masking:
+            return batch["input_ids"], None
+        masked = aspect_first_mask(
+            batch["input_ids"],
+            batch["maskable"],
+            batch["aspect"],
+            mask_token_id=self.mask_token_id,
+            vocab_size=self.encoder.config.vocab_size,
+            mask_probability=self.hparams.mask_probability,
+        )
+        return masked.input_ids, masked
+
+    def encode_masked(self, batch: dict[str, Tensor], encoder_ids: Tensor, masked: MaskedTokens | None) -> EncodedBatch:
+        """One encoder pass of V views over ``encoder_ids`` ``[B, T]``."""
+        num_views = self.num_views
         hidden = self.hidden_states(
             encoder_ids.repeat(num_views, 1),
             batch["attention_mask"].repeat(num_views, 1),
             batch["token_type_ids"].repeat(num_views, 1),
         )  # [V·B, T, H], view-major
-        return EncodedBatch(batch, encoder_ids, masked, hidden, num_views, self.encoder, self._gather)
+        return EncodedBatch(batch, encoder_ids, masked, hidden, num_views, self.encoder)
 
-    def _gather(self, tensor: Tensor) -> Tensor:
-        """``tensor`` [B, ...] from every process, concatenated (itself on one process)."""
-        trainer = self._trainer
-        if trainer is None or trainer.world_size == 1:
-            return tensor
-        return self.all_gather(tensor).flatten(0, 1)
+    def encode(self, batch: dict[str, Tensor]) -> EncodedBatch:
+        """One encoder pass of V views over the batch (masked when an objective needs it)."""
+        return self.encode_masked(batch, *self.mask(batch))
 
     def compute_terms(self, batch: dict[str, Tensor]) -> PretrainTerms:
-        """Every active objective on one batch, and their weighted sum."""
-        encoded = self.encode(batch)
-        terms = {name: objective(encoded) for name, objective in self.objectives.items()}
+        """Every active objective on one batch, and their weighted sum.
+
+        With ``grad_cache_chunk = c`` and a batch of more than c samples (while gradients are on), the
+        batch is encoded in chunks of c samples whose activations are not kept: each chunk's parts
+        (:meth:`~scpt.pretrain.objectives.Objective.partial`) come from a checkpointed pass that
+        backward re-runs with the random state of the first pass (dropout), feeding it the gradient of
+        the full-batch loss with respect to those parts (GradCache, docs/design.md §3). Memory follows
+        c; the gradient is the full batch's.
+        """
+        chunk = self.hparams.grad_cache_chunk
+        num_samples = batch["input_ids"].shape[0]
+        if not chunk or num_samples <= chunk or not torch.is_grad_enabled():
+            encoded = self.encode(batch)
+            terms = {name: objective(encoded) for name, objective in self.objectives.items()}
+        else:
+            encoder_ids, masked = self.mask(batch)  # once for the whole batch: the chunks replay no masking
+            chunks = []
+            for start in range(0, num_samples, chunk):
+                rows = slice(start, start + chunk)
+                chunk_masked = None if masked is None else MaskedTokens(*(part[rows] for part in masked))
+                chunk_batch = {key: value[rows] for key, value in batch.items()}
+                chunks.append(
+                    checkpoint(
+                        self._chunk_parts, chunk_batch, encoder_ids[rows], chunk_masked, use_reentrant=False
+                    )  # preserve_rng_state (default): backward replays the chunk's dropout
+                )
+            encoded = EncodedBatch(batch, encoder_ids, masked, None, self.num_views, self.encoder, chunk)
+            terms = {
+                name: objective.combine(merge_parts([parts[name] for parts in chunks]), encoded)
+                for name, objective in self.objectives.items()
+            }
         total = sum(self.objectives[name].weight * out.loss for name, out in terms.items())
         return PretrainTerms(total, terms)
+
+    def _chunk_parts(
+        self, batch: dict[str, Tensor], encoder_ids: Tensor, masked: MaskedTokens | None
+    ) -> dict[str, dict[str, Tensor]]:
+        """Every objective's part of one chunk of samples."""
+        encoded = self.encode_masked(batch, encoder_ids, masked)
+        return {name: objective.partial(encoded) for name, objective in self.objectives.items()}
 
     # ----------------------------------------------------------------------------------------------
     # Lightning hooks
@@ -216,8 +270,19 @@ class ContrastivePretrainModule(EncoderModule):
         for name, out in result.terms.items():
             logged[name] = out.loss
             logged.update({f"{name}_{key}": value for key, value in out.metrics.items()})
+        # under DDP each process's loss is its share of the global mean (scpt.training.distributed): the
+        # average over processes is the value of the concatenated batch
+        sync = self.trainer.world_size > 1
         for key, value in logged.items():
-            self.log(f"train/{key}", value, prog_bar=key == "loss", batch_size=size, on_step=True, on_epoch=True)
+            self.log(
+                f"train/{key}",
+                value,
+                prog_bar=key == "loss",
+                batch_size=size,
+                on_step=True,
+                on_epoch=True,
+                sync_dist=sync,
+            )
         # detached, not converted: float() would synchronise with the device every step for every term
         self.last_step = {key: value.detach() if isinstance(value, Tensor) else value for key, value in logged.items()}
         return result.total
@@ -246,18 +311,27 @@ class ContrastivePretrainModule(EncoderModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         features, vectors = self.representations(batch)
-        store = self._val.setdefault(dataloader_idx, {"features": [], "vectors": [], "labels": []})
-        store["features"].append(features.float())
-        store["vectors"].append(vectors.float())
-        store["labels"].append(batch["labels"])
+        rows = {"features": features.float(), "vectors": vectors.float(), "labels": batch["labels"]}
+        if "index" in batch:  # the example's position in its split (the datamodule's held-out loaders)
+            rows["index"] = batch["index"]
+        store = self._val.setdefault(dataloader_idx, {})
+        for key, value in rows.items():
+            store.setdefault(key, []).append(value)
 
     def _collected(self, index: int) -> dict[str, Tensor] | None:
+        """Dataloader ``index``'s rows (``features`` [N, D], ``vectors`` [N, H], ``labels`` [N]) over every
+        process: each process evaluated a disjoint share, of uneven size, which ``gather_rows`` collects
+        without repeats; sorted by ``index`` when the batches carry it, i.e. in the single-process order,
+        so the metrics equal those of one process."""
         store = self._val.pop(index, None)
         if not store or not store["features"]:
             return None
         collected = {key: torch.cat(parts) for key, parts in store.items()}
         if self.trainer.world_size > 1:
-            collected = {key: self.all_gather(value).flatten(0, 1) for key, value in collected.items()}
+            collected = {key: gather_rows(value) for key, value in collected.items()}
+        if "index" in collected:
+            order = torch.argsort(collected.pop("index"))
+            collected = {key: value[order] for key, value in collected.items()}
         return collected
 
     def on_validation_epoch_end(self) -> None:
@@ -284,7 +358,9 @@ class ContrastivePretrainModule(EncoderModule):
             metrics["scl"] = loss(z.unsqueeze(1), labels)
             metrics["scl_collapsed"] = loss.last_stats.collapsed_loss
         for key, value in metrics.items():
-            self.log(f"val/{key}", value, sync_dist=False)
+            # the same value on every process (computed from the gathered rows): sync_dist averages equal
+            # values, and tells Lightning that the epoch-level value is global
+            self.log(f"val/{key}", value, sync_dist=True)
 
 
 __all__ = ["HELD_OUT", "OBJECTIVE_RECORD_KEY", "PROBE_REFERENCE", "ContrastivePretrainModule", "PretrainTerms"]

@@ -15,7 +15,6 @@ Adding an objective is one subclass of :class:`Objective` plus a config entry un
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -36,6 +35,7 @@ from scpt.pretrain.heads import (
 )
 from scpt.pretrain.masking import MaskedTokens
 from scpt.pretrain.queue import LabelQueue
+from scpt.training.distributed import distributed_contrastive_loss, gather, global_mean
 
 Pooling = Literal["cls", "mean"]
 
@@ -49,19 +49,25 @@ class EncodedBatch:
             ``token_type_ids``, ``labels`` [B], ``maskable``, ``aspect``).
         encoder_ids: ``[B, T]`` what the encoder read (the corrupted ids when masking is on).
         masked: the masking of this batch, or ``None`` when no objective needs it.
-        hidden: ``[V·B, T, H]`` last hidden states, view-major (rows v·B .. v·B + B - 1 are view v).
+        hidden: ``[V·B, T, H]`` last hidden states, view-major (rows v·B .. v·B + B - 1 are view v);
+            ``None`` where the batch was encoded in chunks (gradient caching): then only
+            :meth:`Objective.combine` sees this batch, with the chunks' parts.
         num_views: V.
         encoder: the encoder (for its tied input embeddings).
-        gather: concatenates a tensor over processes (identity on one process); for queue keys.
+        chunk_size: samples per encoder pass under gradient caching (``None``: the whole batch at once).
+
+    Under DDP each process holds its own batch; an objective returns its process's share of the loss over
+    all processes' batches (:mod:`scpt.training.distributed`), so that after DDP's gradient average one
+    step equals single-process training on the concatenated batch.
     """
 
     batch: dict[str, Tensor]
     encoder_ids: Tensor
     masked: MaskedTokens | None
-    hidden: Tensor
+    hidden: Tensor | None
     num_views: int
     encoder: PreTrainedModel
-    gather: Callable[[Tensor], Tensor] = lambda t: t
+    chunk_size: int | None = None
 
     @property
     def num_samples(self) -> int:
@@ -75,11 +81,27 @@ class ObjectiveOutput(NamedTuple):
     metrics: dict[str, Tensor | float]
 
 
+def merge_parts(chunks: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    """Join the parts of consecutive chunks: rows (``[b, ...]``) are concatenated, sums (0-d) added."""
+    merged: dict[str, Tensor] = {}
+    for key in chunks[0]:
+        values = [chunk[key] for chunk in chunks]
+        merged[key] = torch.stack(values).sum(dim=0) if values[0].dim() == 0 else torch.cat(values)
+    return merged
+
+
 class Objective(nn.Module):
     """One weighted term of the phase-1 objective.
 
     Subclasses set :attr:`name` (its log key), :attr:`needs_masking` (whether it reads the masked
     input), create parameters in :meth:`build` and compute their loss in :meth:`forward`.
+
+    To work under gradient caching (``model.grad_cache_chunk``: the batch is encoded in chunks whose
+    activations are recomputed in backward), an objective splits its loss in two instead:
+    :meth:`partial` computes what it needs from one chunk of samples (rows ``[b, ...]`` such as
+    features, or 0-d sums such as a token loss sum), and :meth:`combine` turns the merged parts of all
+    chunks into the loss (``forward`` is then ``combine(partial(encoded), encoded)``). An objective
+    that only overrides :meth:`forward` runs without gradient caching.
 
     Args:
         weight: the term's weight (>= 0). The module drops terms of weight 0 before :meth:`build`,
@@ -98,8 +120,21 @@ class Objective(nn.Module):
     def build(self, encoder: PreTrainedModel, encoder_source: str) -> None:
         """Create parameters that depend on the encoder (its width, vocabulary, checkpoint)."""
 
-    def forward(self, encoded: EncodedBatch) -> ObjectiveOutput:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def forward(self, encoded: EncodedBatch) -> ObjectiveOutput:
+        return self.combine(self.partial(encoded), encoded)
+
+    def partial(self, encoded: EncodedBatch) -> dict[str, Tensor]:
+        """This term's part of a chunk of samples: rows ``[b, ...]`` or 0-d sums (see :func:`merge_parts`)."""
+        raise NotImplementedError(f"{type(self).__name__} implements forward() only, not partial()/combine()")
+
+    def combine(self, parts: dict[str, Tensor], encoded: EncodedBatch) -> ObjectiveOutput:
+        """The term's output from the merged parts of every chunk of ``encoded`` (whose ``hidden`` may be None)."""
+        raise NotImplementedError(f"{type(self).__name__} implements forward() only, not partial()/combine()")
+
+    @classmethod
+    def splits_into_chunks(cls) -> bool:
+        """Whether this objective implements :meth:`partial` and :meth:`combine` (gradient caching)."""
+        return cls.partial is not Objective.partial and cls.combine is not Objective.combine
 
     def after_optimizer_step(self, encoder: PreTrainedModel) -> None:
         """Called after each optimiser step (e.g. to move a momentum encoder)."""
@@ -183,22 +218,33 @@ class ContrastiveObjective(Objective):
             return features[:, 0].detach()
         batch = encoded.batch
         self.key_encoder.train(self.training)  # the same dropout regime as the query pass
-        hidden = self.key_encoder(
-            input_ids=encoded.encoder_ids,
-            attention_mask=batch["attention_mask"],
-            token_type_ids=batch["token_type_ids"],
-        ).last_hidden_state
-        return self.key_projection(sentence_vector(hidden, batch["attention_mask"], self.pooling))
+        step = encoded.chunk_size or encoded.num_samples
+        keys = []
+        for start in range(0, encoded.num_samples, step):
+            rows = slice(start, start + step)
+            hidden = self.key_encoder(
+                input_ids=encoded.encoder_ids[rows],
+                attention_mask=batch["attention_mask"][rows],
+                token_type_ids=batch["token_type_ids"][rows],
+            ).last_hidden_state
+            keys.append(self.key_projection(sentence_vector(hidden, batch["attention_mask"][rows], self.pooling)))
+        return torch.cat(keys)
 
-    def forward(self, encoded: EncodedBatch) -> ObjectiveOutput:
+    def partial(self, encoded: EncodedBatch) -> dict[str, Tensor]:
+        """``{"features": [b, V, D]}``, the projected features of the chunk's V views."""
         num_samples, num_views = encoded.num_samples, encoded.num_views
         mask = encoded.batch["attention_mask"].repeat(num_views, 1)
-        features = self.features(encoded.hidden, mask).view(num_views, num_samples, -1).transpose(0, 1)  # [B, V, D]
+        features = self.features(encoded.hidden, mask).view(num_views, num_samples, -1).transpose(0, 1)  # [b, V, D]
+        return {"features": features}
+
+    def combine(self, parts: dict[str, Tensor], encoded: EncodedBatch) -> ObjectiveOutput:
+        features = parts["features"]  # [B, V, D]
         labels = encoded.batch["labels"]
         memory = memory_labels = None
         if self.queue is not None and len(self.queue):
             memory, memory_labels = self.queue.entries()
-        loss = self.loss(features, labels, memory=memory, memory_labels=memory_labels)
+        # local anchors against every process's features (gathered with gradients); identity on one process
+        loss = distributed_contrastive_loss(self.loss, features, labels, memory=memory, memory_labels=memory_labels)
         stats = self.loss.last_stats
         metrics: dict[str, Tensor | float] = {}
         if stats is not None:
@@ -209,7 +255,7 @@ class ContrastiveObjective(Objective):
             metrics["queue_filled"] = float(len(self.queue))
             if self.training:
                 keys = self._keys(encoded, features)
-                self.queue.enqueue(encoded.gather(keys), encoded.gather(labels))
+                self.queue.enqueue(gather(keys), gather(labels))  # every process's keys, in rank order
         return ObjectiveOutput(loss, metrics)
 
     @torch.no_grad()
@@ -263,16 +309,24 @@ class MaskedAspectObjective(Objective):
         self.head.load_state_dict(state)
         self.head_source = "checkpoint MLM head"
 
-    def forward(self, encoded: EncodedBatch) -> ObjectiveOutput:
+    def partial(self, encoded: EncodedBatch) -> dict[str, Tensor]:
+        """0-d sums over the chunk's masked tokens: cross-entropy, number of tokens, correct predictions."""
         assert self.head is not None and encoded.masked is not None, "build() and masking first"
-        selected = encoded.masked.selected  # [B, T]
-        view0 = encoded.hidden[: encoded.num_samples]  # [B, T, H]
+        selected = encoded.masked.selected  # [b, T]
+        view0 = encoded.hidden[: encoded.num_samples]  # [b, T, H]
         logits = self.head(view0[selected], encoded.encoder.get_input_embeddings().weight)  # [M, vocab]
         targets = encoded.batch["input_ids"][selected]
-        if not targets.numel():
-            return ObjectiveOutput(logits.sum() * 0.0, {})
-        accuracy = (logits.argmax(dim=-1) == targets).float().mean()
-        return ObjectiveOutput(F.cross_entropy(logits, targets), {"acc": accuracy})
+        return {
+            "loss_sum": F.cross_entropy(logits, targets, reduction="sum"),
+            "tokens": targets.new_tensor(targets.numel()),
+            "correct": (logits.detach().argmax(dim=-1) == targets).sum(),
+        }
+
+    def combine(self, parts: dict[str, Tensor], encoded: EncodedBatch) -> ObjectiveOutput:
+        tokens = parts["tokens"]
+        # mean over the masked tokens of every process's batch (0 on the graph when there is none)
+        loss = global_mean(parts["loss_sum"], tokens)
+        return ObjectiveOutput(loss, {"acc": parts["correct"].float() / tokens} if tokens > 0 else {})
 
 
 class ReconstructionObjective(Objective):
@@ -308,15 +362,22 @@ class ReconstructionObjective(Objective):
             layer_norm_eps=config.layer_norm_eps,
         )
 
-    def forward(self, encoded: EncodedBatch) -> ObjectiveOutput:
+    def partial(self, encoded: EncodedBatch) -> dict[str, Tensor]:
+        """0-d sums over the chunk's target tokens: cross-entropy and number of tokens."""
         assert self.decoder is not None, "build() first"
         batch = encoded.batch
         decoder_ids, decoder_mask, targets = teacher_forcing_pairs(
             encoded.encoder_ids, batch["input_ids"], batch["attention_mask"]
         )
         cls = encoded.hidden[: encoded.num_samples, 0]  # [B, H]
-        loss, _ = self.decoder(decoder_ids, decoder_mask, targets, cls, encoded.encoder.get_input_embeddings())
-        return ObjectiveOutput(loss, {})
+        mean_loss, num_targets = self.decoder(
+            decoder_ids, decoder_mask, targets, cls, encoded.encoder.get_input_embeddings()
+        )
+        return {"loss_sum": mean_loss * num_targets, "tokens": num_targets}
+
+    def combine(self, parts: dict[str, Tensor], encoded: EncodedBatch) -> ObjectiveOutput:
+        # mean over the target tokens of every process's batch
+        return ObjectiveOutput(global_mean(parts["loss_sum"], parts["tokens"]), {})
 
     def hparams(self) -> dict[str, Any]:
         return {**super().hparams(), "decoder_layers": self.layers, "decoder_dropout": self.dropout}
@@ -330,4 +391,5 @@ __all__ = [
     "ObjectiveOutput",
     "Pooling",
     "ReconstructionObjective",
+    "merge_parts",
 ]

@@ -1,25 +1,243 @@
-"""The Lightning CLI base of both phases (``scpt pretrain ...``, ``scpt finetune ...``)."""
+"""The Lightning CLI base of both phases (``scpt pretrain ...``, ``scpt finetune ...``).
+
+Besides the phases' shared settings, the base turns the CLI's failures into messages a user can act
+on (:class:`scpt.errors.UserError`: the key, the value, the config file and line, a "did you mean")
+and cleans up after a failed run: a run directory that the failed command created, and that holds no
+checkpoint and no training progress, is removed (:class:`NewPaths`); nothing that existed before is.
+"""
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import inspect
+import re
+import shutil
 import warnings
+import zipfile
+from argparse import ArgumentError
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from jsonargparse import Namespace
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
+
+from scpt.errors import UserError
 
 
 class EncoderCLI(LightningCLI):
-    """Lightning CLI of both phases: the datamodule's tokenizer follows ``--model.encoder``, and the
-    seed reaches the logger next to the module's hyperparameters."""
+    """Lightning CLI of both phases: the datamodule's tokenizer follows ``--model.encoder``, the seed
+    reaches the logger next to the module's hyperparameters, and ``trainer.use_distributed_sampler``
+    defaults to false: scpt's batch samplers split the data over processes themselves
+    (:mod:`scpt.training.sharding`), which Lightning's ``DistributedSampler`` must not replace.
+
+    Subclasses name themselves (:attr:`prog`, :attr:`description`: the help's first lines) and list
+    their working subcommands in :meth:`subcommands`. ``fast_dev_run`` writes no checkpoint.
+    """
+
+    #: The command line that runs the CLI, as ``usage:`` shows it.
+    prog = "scpt"
+    #: The help's description.
+    description = ""
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.link_arguments("model.encoder", "data.encoder")
+        parser.set_defaults({"trainer.use_distributed_sampler": False})
+        for action in parser._actions:  # docstring markup reads badly in --help
+            if isinstance(action.help, str):
+                action.help = plain_text(action.help)
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as error:
+            subcommand = next((arg for arg in args or [] if arg in self.subcommands()), None)
+            sub_parser = getattr(self, "_subcommand_parsers", {}).get(subcommand, parser)
+            raise UserError(explain_argument_error(str(error), option_keys(sub_parser), list(args or []))) from error
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads ``--ckpt_path``'s hyperparameters here; a path that is missing or not a checkpoint
+        is the user's to fix, so it says so rather than failing later inside ``torch.load``."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and ckpt_path not in ("best", "last", "hpc", "registry"):
+            path = Path(ckpt_path)
+            if not path.is_file():
+                raise UserError(f"--ckpt_path {path} does not exist")
+            if not zipfile.is_zipfile(path):
+                raise UserError(f"--ckpt_path {path} is not a checkpoint (not a file written by torch.save)")
+        try:
+            super()._parse_ckpt_path()
+        except ArgumentError as error:
+            raise UserError(f"--ckpt_path {ckpt_path}: its hyperparameters do not fit this command: {error}") from error
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if trainer.fast_dev_run:  # Lightning says "checkpointing is suppressed", yet save_last still writes
+            trainer.callbacks = [
+                callback for callback in trainer.callbacks if not isinstance(callback, ModelCheckpoint)
+            ]
+        return trainer
 
     def before_fit(self) -> None:
         if self.trainer.logger is not None:
             self.trainer.logger.log_hyperparams({"seed_everything": self.config["fit"]["seed_everything"]})
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        new_paths = NewPaths(run_paths(self.trainer))
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException:
+            nothing_trained = subcommand != "fit" or self.trainer.global_step == 0
+            if nothing_trained and self.trainer.is_global_zero:  # under DDP, one process cleans up
+                new_paths.remove(keep_if_holds="*.ckpt")
+            raise
+
+
+def run_paths(trainer: pl.Trainer) -> list[Path]:
+    """The directories a run writes to: each file logger's ``version_N``, checkpoint directories set in
+    the config, and the trainer's ``default_root_dir``. Reading a logger's ``log_dir`` fixes its version."""
+    paths = [Path(trainer.default_root_dir)]
+    for logger in trainer.loggers:
+        if type(logger).__name__ in ("CSVLogger", "TensorBoardLogger") and logger.log_dir:
+            paths.append(Path(logger.log_dir))
+    paths += [Path(callback.dirpath) for callback in trainer.checkpoint_callbacks if callback.dirpath]
+    return paths
+
+
+class NewPaths:
+    """The outermost missing ancestor of each given path, recorded now, to remove after a failure.
+
+    Only directories that did not exist when this object was made are ever removed, so whatever a user
+    had (an earlier run, an existing ``runs/``) stays.
+    """
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        self.roots: list[Path] = []
+        for path in paths:
+            path = path.absolute()
+            if path.exists():
+                continue
+            while not path.parent.exists():
+                path = path.parent
+            if path not in self.roots:
+                self.roots.append(path)
+
+    def remove(self, keep_if_holds: str | None = None) -> list[Path]:
+        """Remove the recorded directories that exist now (except those holding a ``keep_if_holds`` file)."""
+        removed = []
+        for root in self.roots:
+            if not root.is_dir() or (keep_if_holds and next(root.rglob(keep_if_holds), None) is not None):
+                continue
+            shutil.rmtree(root, ignore_errors=True)
+            removed.append(root)
+        return removed
+
+
+def plain_text(text: str) -> str:
+    """Docstring text without reStructuredText markup: ``:func:`~a.b``` -> ``b``, double backquotes -> none."""
+    text = re.sub(r":\w+:`~?(?:[\w.]+\.)?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
+
+
+def option_keys(parser: Any) -> list[str]:
+    """The dotted keys (``data.batch_size``) of a parser's long options."""
+    keys = {option[2:] for action in parser._actions for option in action.option_strings if option.startswith("--")}
+    return sorted(keys - {"help", "config", "print_config"})
+
+
+def did_you_mean(key: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` (difflib), or empty."""
+    known = list(known)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if not close and "." in key:  # compare the last part among keys of the same section
+        section, _, leaf = key.rpartition(".")
+        leaves = [k.rpartition(".")[2] for k in known if k.rpartition(".")[0] == section]
+        close = [f"{section}.{match}" for match in difflib.get_close_matches(leaf, leaves, n=1, cutoff=0.6)]
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _config_files(args: list[str]) -> list[Path]:
+    files = [Path(args[i + 1]) for i, arg in enumerate(args[:-1]) if arg in ("--config", "-c")]
+    files += [Path(arg.split("=", 1)[1]) for arg in args if arg.startswith("--config=")]
+    return [path for path in files if path.is_file()]
+
+
+def where_in_configs(key: str, args: list[str]) -> str:
+    """``FILE, line N: `` where a ``--config`` file (or one it names with ``config:``) sets ``key``, or empty."""
+    leaf = re.escape(key.rpartition(".")[2])
+    pending, seen = _config_files(args), set()
+    while pending:
+        path = pending.pop(0)
+        if path.resolve() in seen or not path.is_file():
+            continue
+        seen.add(path.resolve())
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for number, line in enumerate(lines, start=1):
+            if re.match(rf"\s*(?:[\w.]*\.)?{leaf}\s*:", line):
+                return f"{path}, line {number}: "
+            included = re.match(r"\s*config\s*:\s*(\S+)", line)
+            if included:
+                pending.append(path.parent / included.group(1))
+    return ""
+
+
+def _class_parameters(class_path: str) -> list[str]:
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        return list(inspect.signature(getattr(importlib.import_module(module_name), name)).parameters)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return []
+
+
+def explain_argument_error(message: str, known_keys: list[str], args: list[str]) -> str:
+    """jsonargparse's parse error ``message`` as one line that names the key, the value or file, with a
+    "did you mean" for an unknown key, and without the union-type listing."""
+    unknown = re.search(r"unrecognized arguments: (.*)", message)
+    if unknown:
+        options = [token for token in unknown.group(1).split() if token.startswith("--")]
+        if not options:
+            return f"unexpected argument(s): {unknown.group(1).strip()}"
+        parts = []
+        for option in options:
+            key = option.split("=", 1)[0][2:]
+            parts.append(f"unknown option --{key}{did_you_mean(key, known_keys)}")
+        return "; ".join(parts)
+    not_accepted = re.search(r"does not accept option '([^']+)'", message)
+    if not_accepted:
+        key = not_accepted.group(1)
+        return f"{where_in_configs(key, args)}unknown config key '{key}'{did_you_mean(key, known_keys)}"
+    key_match = re.match(r'\s*Parser key "([^"]+)":', message)
+    key = key_match.group(1) if key_match else None
+    prefix = f"{key}: " if key else ""
+    class_option = re.search(r"class_path '([\w.]+)':\s*Option '(\w+)' is not accepted", message)
+    if class_option:
+        class_path, option = class_option.groups()
+        close = difflib.get_close_matches(option, _class_parameters(class_path), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return (
+            f"{prefix}{class_path.rpartition('.')[2]} has no argument '{option}'{where_in_configs(option, args)}{hint}"
+        )
+    missing_path = re.search(r"Expected a path but (.+?) either not accessible or invalid", message)
+    if missing_path:
+        value = missing_path.group(1)
+        return f"{prefix}'{value}' is neither a config file that exists nor an importable class path"
+    rest = message[key_match.end() :] if key_match else message
+    lines = [line.strip() for line in rest.splitlines() if line.strip()]
+    if "Errors:" in lines:  # a union: keep the subtypes' own errors, less "Expected a <class 'NoneType'>"
+        items = [line[2:] for line in lines[lines.index("Errors:") + 1 :] if line.startswith("- ")]
+        items = [item for item in items if "NoneType" not in item] or items
+        lines = items[:1]
+    text = " ".join(lines)
+    text = re.sub(r"Expected a <class '([\w.]+)'>\. Got value: (.*)$", r"expected \1, got '\2'", text)
+    text = re.sub(r"<class '([\w.]+)'>", r"\1", text)
+    return f"{prefix}{text}"
 
 
 #: How config files and values are read: YAML through OmegaConf, so a config can reference another
@@ -28,8 +246,13 @@ PARSER_MODE = "omegaconf"
 
 
 def parser_kwargs(cli_class: type[LightningCLI]) -> dict[str, Any]:
-    """Parser settings for the main parser and every subcommand's (``fit``, ``validate``, ...)."""
-    return {"parser_mode": PARSER_MODE, **{name: {"parser_mode": PARSER_MODE} for name in cli_class.subcommands()}}
+    """Parser settings for the main parser and every subcommand's (``fit``, ``validate``, ...): OmegaConf
+    YAML, and errors raised (``exit_on_error=False``) for :class:`EncoderCLI` to word them."""
+    shared = {"parser_mode": PARSER_MODE, "exit_on_error": False}
+    main = {**shared, "prog": getattr(cli_class, "prog", "scpt")}
+    if getattr(cli_class, "description", ""):
+        main["description"] = cli_class.description
+    return {**main, **{name: dict(shared) for name in cli_class.subcommands()}}
 
 
 def build_lightning_cli(
@@ -39,7 +262,13 @@ def build_lightning_cli(
     args: list[str],
     run: bool,
 ) -> LightningCLI:
-    """``cli_class(model, data)`` on ``args`` (``run=False``: parse and instantiate only)."""
+    """``cli_class(model, data)`` on ``args`` (``run=False``: parse and instantiate only).
+
+    When ``args`` start with a subcommand, only that subcommand's parser is built (each takes seconds:
+    the trainer's, the module's and the datamodule's signatures), which halves ``fit --help``.
+    """
+    if run and args and args[0] in cli_class.subcommands():
+        cli_class = _with_subcommands(cli_class, args[0])
     with warnings.catch_warnings():
         # scpt always passes args explicitly; Lightning warns when sys.argv differs.
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
@@ -52,6 +281,19 @@ def build_lightning_cli(
             subclass_mode_data=False,
             parser_kwargs=parser_kwargs(cli_class),
         )
+
+
+def _with_subcommands(cli_class: type[LightningCLI], *names: str) -> type[LightningCLI]:
+    """``cli_class`` offering only the subcommands ``names`` (same settings, same hooks)."""
+    kept = {name: skip for name, skip in cli_class.subcommands().items() if name in names}
+
+    class Selected(cli_class):  # type: ignore[misc, valid-type]
+        @staticmethod
+        def subcommands() -> dict[str, set[str]]:
+            return kept
+
+    Selected.__name__ = Selected.__qualname__ = cli_class.__name__
+    return Selected
 
 
 class _Parsed(Exception):
@@ -73,7 +315,7 @@ def parse_lightning_config(
     but nothing instantiated, seeded or loaded.
 
     Raises:
-        SystemExit: the arguments do not parse (the parser prints why), as on the command line.
+        UserError: the arguments do not parse (the message says why).
     """
 
     class ParseOnly(cli_class):  # type: ignore[misc, valid-type]
@@ -88,4 +330,12 @@ def parse_lightning_config(
     raise AssertionError("unreachable: the CLI returned without parsing its arguments")  # pragma: no cover
 
 
-__all__ = ["PARSER_MODE", "EncoderCLI", "build_lightning_cli", "parse_lightning_config", "parser_kwargs"]
+__all__ = [
+    "PARSER_MODE",
+    "EncoderCLI",
+    "NewPaths",
+    "explain_argument_error",
+    "build_lightning_cli",
+    "parse_lightning_config",
+    "parser_kwargs",
+]

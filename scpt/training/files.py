@@ -1,4 +1,4 @@
-"""Writing result and record files so that a crash never leaves a half-written one."""
+"""Writing result and record files so that a crash never leaves a half-written one; durations for run logs."""
 
 from __future__ import annotations
 
@@ -27,4 +27,16 @@ def write_atomically(path: str | Path, text: str, overwrite: bool = False) -> No
         raise
 
 
-__all__ = ["write_atomically"]
+def format_duration(seconds: float) -> str:
+    """``seconds`` as ``"45s"``, ``"4m12s"`` or ``"1h02m03s"`` (rounded to the second; negative -> 0)."""
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+__all__ = ["format_duration", "write_atomically"]

@@ -19,9 +19,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from transformers import PreTrainedModel
 
-from scpt.encoders import ENCODER_RECORD_KEY, encoder_record, load_encoder, tokenizer_source
+from scpt.encoders import ENCODER_RECORD_KEY, UNUSED_PREFIXES, encoder_record, load_encoder, tokenizer_source
 from scpt.training.optim import linear_warmup_decay, no_decay_parameter_groups
 
 #: Hyperparameters that :meth:`EncoderModule.configure_optimizers` reads.
@@ -55,6 +56,12 @@ class EncoderModule(pl.LightningModule):
         self.encoder: PreTrainedModel = load_encoder(encoder)
         self.encoder.train()  # from_pretrained returns eval mode (dropout off); Lightning keeps module modes
         self.tokenizer_source: str = tokenizer_source(encoder)
+        # scpt never reads the pooler (UNUSED_PREFIXES), so its parameters get no gradient, which DDP takes for
+        # an error unless it ignores them (they keep requires_grad: optimiser groups, checkpoints and resuming
+        # stay as they were; loaded alike on every process and never updated, they stay equal across processes)
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            self, [f"encoder.{name}" for name, _ in self.encoder.named_parameters() if name.startswith(UNUSED_PREFIXES)]
+        )
 
     def hidden_states(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> Tensor:
         """The encoder's last hidden states ``[B, T, H]`` for ``[B, T]`` ids, mask and segment ids."""
