@@ -96,7 +96,7 @@ def dense_supcon_out(features: Tensor, labels: Tensor, temperature: float) -> Te
     view_labels = labels.repeat_interleave(num_views)  # [VN]
     logits = z @ z.T / temperature  # [VN, VN]
     logits = logits - logits.max(dim=1, keepdim=True).values.detach()  # [VN, VN], stabilised
-    not_self = 1.0 - torch.eye(logits.shape[0], dtype=logits.dtype)  # [VN, VN], 0 on the diagonal
+    not_self = 1.0 - torch.eye(logits.shape[0], dtype=logits.dtype, device=logits.device)  # [VN, VN], 0 on diagonal
     positive = (view_labels[:, None] == view_labels[None, :]).to(logits.dtype) * not_self  # [VN, VN]
     denominator = (logits.exp() * not_self).sum(dim=1, keepdim=True)  # [VN, 1], sum over A(a)
     log_prob = logits - denominator.log()  # [VN, VN], log p_ab
