@@ -52,6 +52,7 @@ import yaml
 
 from scpt.finetune.seeds import TABLE_METRICS
 from scpt.training.files import format_duration, write_atomically
+from scpt.training.trial import write_trial_result
 
 STAGE_FILE = "stage.json"
 ARMS = ("pretrained", "direct")
@@ -287,6 +288,7 @@ def run_pretraining(config: PipelineConfig, started: float, progress: StageProgr
     """Stage 1: pre-train (resuming a partial run), export the last checkpoint; return the encoder directory."""
     from scpt.export import export_encoder
     from scpt.pretrain.cli import build_cli
+    from scpt.training.resume import continue_in_run_folder
 
     progress = progress if progress is not None else StageProgress(pipeline_stages(config.seeds))
     directory = config.output_dir / "pretrain"
@@ -313,6 +315,7 @@ def run_pretraining(config: PipelineConfig, started: float, progress: StageProgr
             ],
             run=False,
         )
+        continue_in_run_folder(cli.trainer, resume)  # the same version_N folder: no second checkpoint
         cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume, weights_only=True)
         callback = cli.trainer.checkpoint_callback
         checkpoint = (callback.last_model_path or callback.best_model_path) if callback is not None else ""
@@ -480,6 +483,13 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     markdown = results_markdown(comparison, arms, timing)
     write_atomically(config.output_dir / "results.md", markdown, overwrite=True)
     _log(f"results: {config.output_dir / 'results.md'}", started)
+    dev = {  # each arm's dev metrics of the selected checkpoints, mean over seeds
+        f"{arm}/dev_{m}": statistics.fmean(run["dev"][m] for run in arms[arm]["runs"])
+        for arm in ARMS
+        for m in TABLE_METRICS
+        if all(m in run.get("dev", {}) for run in arms[arm]["runs"])
+    }
+    write_trial_result(dev)  # a sweep's metric (scpt.training.trial): dev means over seeds, never test
     print(markdown, end="")
     return comparison
 

@@ -183,6 +183,9 @@ def test_process_split_refuses_a_trainer_that_would_rewrap_the_samplers() -> Non
     with pytest.raises(ValueError, match="set trainer.use_distributed_sampler: false"):
         process_split(trainer(2, True))
     state = torch.get_rng_state()
-    assert shared_seed(None) is None and shared_seed(trainer(1, False)) is None
-    assert torch.equal(torch.get_rng_state(), state)  # one process: the samplers' draws stay as they were
-    assert shared_seed(trainer(2, False)) == 1234
+    assert shared_seed(None) is None and torch.equal(torch.get_rng_state(), state)  # no trainer: no draw
+    torch.manual_seed(5)
+    expected = int(torch.randint(2**62, ()).item())
+    torch.manual_seed(5)
+    assert shared_seed(trainer(1, False)) == expected  # one process: one draw, reproduced by seed_everything
+    assert shared_seed(trainer(2, False)) == 1234  # W > 1: rank 0's draw, broadcast

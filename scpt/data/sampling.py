@@ -12,11 +12,12 @@ with the same batch as on one process.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 def process_share(num_replicas: int | None = None, rank: int | None = None) -> tuple[int, int]:
@@ -83,6 +84,12 @@ class _EpochBatchSampler(Sampler[list[int]]):
     The epoch advances by one with each pass over the sampler; :meth:`set_epoch` sets it (Lightning 2.6
     calls ``set_epoch`` on a DataLoader's ``sampler`` and ``batch_sampler.sampler``, never on a batch
     sampler itself, so the passes count the epochs).
+
+    Resuming: :meth:`state_dict` records the pass under way (its epoch and generator seed) and how many
+    of its batches were used; :meth:`load_state_dict` makes the next pass the rest of that one, batch
+    for batch, then later epochs follow as before. With a ``seed`` this is exact at every point; with
+    ``seed=None`` it is exact within an epoch, while the epoch after a finished one draws its seed from
+    the global generator when it is planned. :class:`ResumableDataLoader` gives Lightning this state.
     """
 
     def __init__(self, num_replicas: int | None, rank: int | None, seed: int | None, needs_seed: bool) -> None:
@@ -93,32 +100,72 @@ class _EpochBatchSampler(Sampler[list[int]]):
                 "epoch, so pass a seed shared by all ranks (torch's global generator may differ between them)"
             )
         self.seed = seed
+        self.shuffles = needs_seed  # whether the plan is random at all (evaluation orders are not)
         self.epoch = 0
-        self._planned: tuple[int, list[list[int]]] | None = None  # (epoch, this rank's batches), once drawn
+        # (epoch, generator seed, this rank's batches) of the plan drawn for the next pass, once drawn
+        self._planned: tuple[int, int, list[list[int]]] | None = None
+        # (epoch, generator seed) of the pass under way, for state_dict
+        self._current: tuple[int, int] | None = None
+        # (generator seed, batches to skip) of a pass restored by load_state_dict
+        self._restored: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         """Plan epoch ``epoch`` next (with a ``seed``: its batches are a function of seed and epoch)."""
         self.epoch = epoch
 
-    def _generator(self) -> torch.Generator:
+    def _generator_seed(self) -> int:
+        """The seed of the next pass's generator: ``seed + epoch``, or a draw from torch's global generator."""
+        if self._restored is not None:
+            return self._restored[0]
+        if not self.shuffles:
+            return 0  # unused: a fixed order draws nothing from the global generator
         if self.seed is None:
-            return torch.Generator().manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
-        return torch.Generator().manual_seed(self.seed + self.epoch)
+            return int(torch.empty((), dtype=torch.int64).random_().item())
+        return self.seed + self.epoch
 
-    def _batches(self) -> list[list[int]]:
-        """This rank's batches of one epoch."""
+    def _batches(self, generator: torch.Generator) -> list[list[int]]:
+        """This rank's batches of one epoch, drawn from ``generator``."""
         raise NotImplementedError
 
     def _plan(self) -> list[list[int]]:
         """The next epoch's batches, drawn once: ``len()`` before ``iter()`` consumes no extra randomness."""
         if self._planned is None or (self.seed is not None and self._planned[0] != self.epoch):
-            self._planned = (self.epoch, self._batches())
-        return self._planned[1]
+            generator_seed = self._generator_seed()
+            self._planned = (self.epoch, generator_seed, self._batches(torch.Generator().manual_seed(generator_seed)))
+        return self._planned[2]
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches, self._planned = self._plan(), None
+        batches = self._plan()
+        assert self._planned is not None
+        epoch, generator_seed, _ = self._planned
+        skip = self._restored[1] if self._restored is not None else 0
+        self._planned, self._restored, self._current = None, None, (epoch, generator_seed)
         self.epoch += 1
-        return iter(batches)
+        return iter(batches[skip:])
+
+    def state_dict(self, batches_done: int) -> dict[str, int | None]:
+        """Where the pass under way stands, after its first ``batches_done`` batches were used: enough for
+        :meth:`load_state_dict` to replay the rest of it exactly (its epoch, its generator's seed) and to
+        plan the later epochs as this sampler would (the base ``seed``)."""
+        if self._current is None:  # no pass yet: the next one starts from its beginning
+            return {"epoch": self.epoch, "generator_seed": None, "batches_done": 0, "seed": self.seed}
+        epoch, generator_seed = self._current
+        return {"epoch": epoch, "generator_seed": generator_seed, "batches_done": batches_done, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int | None]) -> None:
+        """Continue from :meth:`state_dict`'s point: the next pass is the rest of the recorded one (the same
+        batches, less the first ``batches_done``); a recorded pass that was finished moves on to the next
+        epoch. The sampler's base seed becomes the recorded one, so later epochs are planned as before."""
+        self.seed = state["seed"]
+        self.epoch = int(state["epoch"])
+        self._planned, self._current, self._restored = None, None, None
+        if state["generator_seed"] is None:
+            return
+        done = int(state["batches_done"])
+        self._restored = (int(state["generator_seed"]), done)
+        if done >= len(self._plan()):  # the recorded pass was complete: the next is a new epoch
+            self._planned, self._restored = None, None
+            self.epoch += 1
 
 
 class LengthBucketBatchSampler(_EpochBatchSampler):
@@ -169,11 +216,10 @@ class LengthBucketBatchSampler(_EpochBatchSampler):
         if not shuffle:
             evaluation_batch_size(len(self.lengths), batch_size, self.num_replicas)  # fail early if N < W
 
-    def _batches(self) -> list[list[int]]:
+    def _batches(self, generator: torch.Generator) -> list[list[int]]:
         if not self.shuffle:
             order = torch.argsort(self.lengths, stable=True).tolist()
             return evaluation_share(order, self.batch_size, self.num_replicas, self.rank)
-        generator = self._generator()
         permutation = torch.randperm(len(self.lengths), generator=generator)
         size = self.global_batch_size
         batches = []
@@ -398,8 +444,7 @@ class ClassGroupBatchSampler(_EpochBatchSampler):
             kept[label].pop(int(torch.randint(len(kept[label]), (), generator=generator)))
         return [index for label in sorted(kept) for index in kept[label]]
 
-    def _batches(self) -> list[list[int]]:
-        generator = self._generator()
+    def _batches(self, generator: torch.Generator) -> list[list[int]]:
         global_batches = self._global_batches(generator)
         if self.num_replicas == 1:
             return global_batches
@@ -410,3 +455,34 @@ class ClassGroupBatchSampler(_EpochBatchSampler):
         if self.class_balanced and self.num_replicas == 1:
             return self._balanced_batches()
         return len(self._plan())  # packing depends on the draw: the planned epoch's exact count
+
+
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` over a resumable batch sampler (:class:`LengthBucketBatchSampler`,
+    :class:`ClassGroupBatchSampler`) that Lightning can save and restore mid-epoch.
+
+    Lightning saves the ``state_dict`` of each training dataloader that has one in its checkpoints
+    (``loops.fit_loop.state_dict.combined_loader``) and hands it back before the resumed run draws its
+    first batch, so a run killed mid-epoch continues with exactly the batches it had not trained on.
+
+    ``batches_done`` says how many batches of the pass under way were used. Lightning fetches one batch
+    ahead of the training step, so the loader's own count overstates it; the datamodules set it to the
+    fit loop's count (:func:`scpt.training.resume.batches_trained`). Without it, the batches this loader
+    yielded are counted.
+    """
+
+    batches_done: Callable[[], int] | None = None
+    _yielded = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        self._yielded = 0
+        for batch in super().__iter__():
+            self._yielded += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, Any]:
+        done = self.batches_done() if self.batches_done is not None else self._yielded
+        return {"batch_sampler": self.batch_sampler.state_dict(batches_done=done)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.batch_sampler.load_state_dict(state["batch_sampler"])

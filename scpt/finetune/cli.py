@@ -116,6 +116,7 @@ class FinetuneCLI(EncoderCLI):
             )
 
     def after_fit(self) -> None:
+        super().after_fit()
         checkpoint = self.trainer.checkpoint_callback
         if checkpoint is not None and checkpoint.best_model_path and self.trainer.is_global_zero:
             print(

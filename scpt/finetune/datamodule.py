@@ -26,7 +26,7 @@ from scpt.data.encoding import (
 )
 from scpt.data.sampling import LengthBucketBatchSampler
 from scpt.encoders import DEFAULT_ENCODER, load_tokenizer
-from scpt.training.sharding import process_split, shared_seed
+from scpt.training.sharding import process_split, shared_seed, training_loader
 
 
 @dataclass(frozen=True)
@@ -189,14 +189,17 @@ class AspectSentimentDataModule(pl.LightningDataModule):
         examples = self.examples[split]
         trainer = getattr(self, "trainer", None)
         num_replicas, rank = process_split(trainer) if split != "predict" else (1, 0)
+        seed = shared_seed(trainer) if shuffle else None
         sampler = LengthBucketBatchSampler(
             [len(e.encoded.input_ids) for e in examples],
             batch_size,
             shuffle,
             num_replicas=num_replicas,
             rank=rank,
-            seed=shared_seed(trainer) if shuffle else None,
+            seed=seed,
         )
+        if shuffle:  # training: resumable mid-epoch
+            return training_loader(examples, sampler, self._collate, self.hparams.num_workers, trainer, seed)
         return DataLoader(
             examples, batch_sampler=sampler, collate_fn=self._collate, num_workers=self.hparams.num_workers
         )

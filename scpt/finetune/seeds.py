@@ -3,7 +3,9 @@
     scpt finetune seeds --config configs/finetune/restaurants.yaml --seeds 1 2 3 --output-dir runs/seeds/restaurants
 
 Each seed runs ``fit`` then ``test`` on its best dev checkpoint, in ``<output-dir>/seed<k>/``, and
-writes ``result.json`` there; a seed whose result exists is not run again (resume after a crash).
+writes ``result.json`` there; a seed whose result exists is not run again, and a seed that was
+interrupted continues from its ``last.ckpt`` in the same run folder, mid-epoch included (then that
+``last.ckpt``, kept for resuming only, is deleted; the best checkpoint stays).
 ``summary.md`` and ``summary.json`` are rebuilt from the per-seed results after every seed.
 Options it does not know go to the Lightning CLI for every seed, e.g. ``--trainer.max_epochs 2``,
 after its own or after a ``--`` separator (:data:`scpt.finetune.usage.SEEDS_OVERRIDES`).
@@ -26,9 +28,17 @@ from scpt.training.files import write_atomically
 TABLE_METRICS = ("acc", "macro_f1", "ise_acc", "ese_acc")
 
 
+def partial_checkpoint(run_dir: Path) -> Path | None:
+    """The newest ``last.ckpt`` under ``run_dir``: where an interrupted run of this seed stopped, or None."""
+    partial = sorted(run_dir.glob("**/checkpoints/last.ckpt"), key=lambda path: path.stat().st_mtime)
+    return partial[-1] if partial else None
+
+
 def run_seed(config_args: list[str], seed: int, run_dir: Path) -> dict[str, Any]:
-    """Fit with ``seed``, test the best dev checkpoint, and return the result record."""
+    """Fit with ``seed`` (continuing an interrupted attempt from its ``last.ckpt``, in its run folder), test
+    the best dev checkpoint, and return the result record."""
     from scpt.finetune.cli import build_cli  # Lightning: imported when a seed runs, not for --help
+    from scpt.training.resume import continue_in_run_folder
 
     started = time.perf_counter()
     cli = build_cli(
@@ -40,11 +50,18 @@ def run_seed(config_args: list[str], seed: int, run_dir: Path) -> dict[str, Any]
         ],
         run=False,
     )
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    resume = partial_checkpoint(run_dir)
+    if resume is not None:
+        print(f"[seeds] seed {seed}: resuming from {resume}")
+    continue_in_run_folder(cli.trainer, resume)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=resume, weights_only=True)
     checkpoint = cli.trainer.checkpoint_callback
     if checkpoint is None or not checkpoint.best_model_path:
         raise UserError("no best checkpoint was saved: the config needs a ModelCheckpoint monitoring a dev metric")
     tested = cli.trainer.test(
+        cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint.best_model_path, weights_only=True
+    )
+    validated = cli.trainer.validate(  # the selected checkpoint's dev metrics, for sweeps (never select on test)
         cli.model, datamodule=cli.datamodule, ckpt_path=checkpoint.best_model_path, weights_only=True
     )
     return {
@@ -53,6 +70,7 @@ def run_seed(config_args: list[str], seed: int, run_dir: Path) -> dict[str, Any]
         "selected_on": checkpoint.monitor,
         "dev_score": float(checkpoint.best_model_score),
         "test": {key.removeprefix("test/"): float(value) for key, value in tested[0].items()},
+        "dev": {key.removeprefix("val/"): float(value) for key, value in validated[0].items()},
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -138,6 +156,8 @@ def main(argv: list[str]) -> int:
             print(f"[seeds] seed {seed}: fine-tuning in {run_dir}")
             result = run_seed(config_args, seed, run_dir)
             write_atomically(result_file, json.dumps(result, indent=2) + "\n")
+            for last in run_dir.glob("**/checkpoints/last.ckpt"):  # kept for resuming only; the best stays
+                last.unlink()
         results.append(result)
         summary = summarize(results)
         table = markdown_table(results, summary)

@@ -28,6 +28,7 @@ class PretrainCLI(EncoderCLI):
         return {name: skip for name, skip in EncoderCLI.subcommands().items() if name in usage.SUBCOMMANDS}
 
     def after_fit(self) -> None:
+        super().after_fit()
         checkpoint = self.trainer.checkpoint_callback
         if not self.trainer.is_global_zero:
             return

@@ -60,7 +60,7 @@ from scpt.data.encoding import (
 )
 from scpt.data.sampling import ClassGroupBatchSampler, SequentialBatchSampler
 from scpt.encoders import DEFAULT_ENCODER, load_tokenizer
-from scpt.training.sharding import process_split, shared_seed
+from scpt.training.sharding import process_split, shared_seed, training_loader
 
 
 def file_classes(
@@ -252,6 +252,7 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         num_replicas, rank = process_split(trainer)
         train = self.encoded["train"]
+        seed = shared_seed(trainer)
         sampler = ClassGroupBatchSampler(
             [e.label for e in train],
             self.hparams.batch_size,
@@ -260,9 +261,9 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
             lengths=[len(e.input_ids) for e in train],
             num_replicas=num_replicas,
             rank=rank,
-            seed=shared_seed(trainer),
+            seed=seed,
         )
-        return DataLoader(train, batch_sampler=sampler, collate_fn=self._collate, num_workers=self.hparams.num_workers)
+        return training_loader(train, sampler, self._collate, self.hparams.num_workers, trainer, seed)
 
     def val_dataloader(self) -> list[DataLoader]:
         """The held-out slice and, when ``probe_size > 0``, the probe's reference sample of training examples;

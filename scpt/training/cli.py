@@ -23,9 +23,10 @@ from typing import Any
 import pytorch_lightning as pl
 from jsonargparse import Namespace
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
 from scpt.errors import UserError
+from scpt.training.resume import continue_in_run_folder, run_folder
 
 
 class EncoderCLI(LightningCLI):
@@ -76,6 +77,9 @@ class EncoderCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
+        subcommand = self.config.get("subcommand")
+        if subcommand == "fit":  # a resumed fit continues in the checkpoint's run folder (scpt.training.resume)
+            continue_in_run_folder(trainer, self.config["fit"].get("ckpt_path"))
         if trainer.fast_dev_run:  # Lightning says "checkpointing is suppressed", yet save_last still writes
             trainer.callbacks = [
                 callback for callback in trainer.callbacks if not isinstance(callback, ModelCheckpoint)
@@ -86,6 +90,14 @@ class EncoderCLI(LightningCLI):
         if self.trainer.logger is not None:
             self.trainer.logger.log_hyperparams({"seed_everything": self.config["fit"]["seed_everything"]})
 
+    def after_fit(self) -> None:
+        """Hand the final logged metrics to a sweep (:func:`scpt.training.trial.write_trial_result`: a no-op
+        outside ``scpt sweep`` and ``wandb agent``). A subclass that overrides this calls ``super().after_fit()``."""
+        if self.trainer.is_global_zero:
+            from scpt.training.trial import write_trial_result
+
+            write_trial_result(self.trainer.callback_metrics)
+
     def _run_subcommand(self, subcommand: str) -> None:
         new_paths = NewPaths(run_paths(self.trainer))
         try:
@@ -95,6 +107,34 @@ class EncoderCLI(LightningCLI):
             if nothing_trained and self.trainer.is_global_zero:  # under DDP, one process cleans up
                 new_paths.remove(keep_if_holds="*.ckpt")
             raise
+
+
+class RunConfigSaver(SaveConfigCallback):
+    """Saves the run's full configuration, as the CLI resolved it, in the run's folder (:func:`run_folder`:
+    ``version_N`` of a CSV logger, ``<project>/<run id>`` of a W&B run), never over an existing file: a
+    run resumed in its folder keeps the first ``config.yaml`` and adds ``config.1.yaml`` (then ``.2``, ...)
+    beside it."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        folder = Path(trainer.strategy.broadcast(str(run_folder(trainer))))
+        if trainer.is_global_zero:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = free_path(folder / self.config_filename)
+            self.parser.save(self.config, path, skip_none=False, overwrite=False, multifile=self.multifile)
+            self.save_config(trainer, pl_module, stage)  # SaveConfigCallback's hook for subclasses
+        self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+
+def free_path(path: Path) -> Path:
+    """``path`` when no file is there, else the first free ``<stem>.N<suffix>`` (N = 1, 2, ...)."""
+    candidate, number = path, 0
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}.{number}{path.suffix}")
+    return candidate
 
 
 def run_paths(trainer: pl.Trainer) -> list[Path]:
@@ -279,6 +319,7 @@ def build_lightning_cli(
             run=run,
             subclass_mode_model=False,
             subclass_mode_data=False,
+            save_config_callback=RunConfigSaver,
             parser_kwargs=parser_kwargs(cli_class),
         )
 

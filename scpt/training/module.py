@@ -24,6 +24,7 @@ from transformers import PreTrainedModel
 
 from scpt.encoders import ENCODER_RECORD_KEY, UNUSED_PREFIXES, encoder_record, load_encoder, tokenizer_source
 from scpt.training.optim import linear_warmup_decay, no_decay_parameter_groups
+from scpt.training.resume import RNG_RECORD_KEY, restore_dataloader_state, restore_rng_state, rng_state
 
 #: Hyperparameters that :meth:`EncoderModule.configure_optimizers` reads.
 OPTIMIZER_HPARAMS = ("learning_rate", "weight_decay", "warmup_ratio")
@@ -36,7 +37,8 @@ class EncoderModule(pl.LightningModule):
       matrices only (:func:`~scpt.training.optim.no_decay_parameter_groups`), and a per-step linear
       warmup over ``hparams.warmup_ratio`` of the training steps, then linear decay to 0.
     - ``on_save_checkpoint``: records the encoder's HF config and tokenizer source under
-      :data:`~scpt.encoders.ENCODER_RECORD_KEY`, which ``--model.encoder x.ckpt`` and ``scpt export`` read.
+      :data:`~scpt.encoders.ENCODER_RECORD_KEY`, which ``--model.encoder x.ckpt`` and ``scpt export`` read,
+      and the random state that an exact resume restores in ``on_train_start`` (:mod:`scpt.training.resume`).
 
     Args:
         encoder: an HF model directory or name, an scpt ``*.ckpt`` (encoder weights only) or
@@ -70,8 +72,24 @@ class EncoderModule(pl.LightningModule):
         ).last_hidden_state
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the encoder's architecture and tokenizer (read by ``--model.encoder x.ckpt`` and ``scpt export``)."""
+        """Record the encoder's architecture and tokenizer (read by ``--model.encoder x.ckpt`` and ``scpt export``)
+        and the random generators' states (:mod:`scpt.training.resume`)."""
         checkpoint[ENCODER_RECORD_KEY] = encoder_record(self.encoder, self.tokenizer_source)
+        checkpoint[RNG_RECORD_KEY] = rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the saved random state for :meth:`on_train_start` (the dataloaders are set up in between)."""
+        self._resumed_rng_state = checkpoint.get(RNG_RECORD_KEY)
+
+    def on_train_start(self) -> None:
+        """When resuming, continue the data where the checkpoint left it and put back the random state saved
+        with it: the resumed run then trains on the batches, with the dropout masks (and phase 1's token
+        masks), that the uninterrupted run did."""
+        restore_dataloader_state(self.trainer)
+        state = getattr(self, "_resumed_rng_state", None)
+        if state is not None:
+            restore_rng_state(state)
+            self._resumed_rng_state = None
 
     def configure_optimizers(self) -> dict[str, Any]:
         missing = [name for name in OPTIMIZER_HPARAMS if name not in self.hparams]

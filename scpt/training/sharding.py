@@ -10,10 +10,15 @@ metric; scpt's evaluation shards are uneven instead, and :func:`gather_rows` col
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+from scpt.data.sampling import ResumableDataLoader
+from scpt.training.resume import batches_trained
 
 
 def process_split(trainer: pl.Trainer | None) -> tuple[int, int]:
@@ -35,14 +40,35 @@ def process_split(trainer: pl.Trainer | None) -> tuple[int, int]:
 
 
 def shared_seed(trainer: pl.Trainer | None) -> int | None:
-    """A sampler seed every process shares: ``None`` on one process (the samplers then draw from torch's
-    global generator, as they always have); under W > 1, a draw from rank 0's global generator,
-    broadcast. Every rank draws once, so the global generators advance alike. A collective: call it on
-    every rank (Lightning requests the dataloaders on every rank)."""
-    if trainer is None or trainer.world_size == 1:
+    """A sampler seed every process shares: one draw from rank 0's global generator (so ``seed_everything``
+    reproduces it), broadcast under W > 1; ``None`` without a trainer (the samplers then draw each epoch's
+    seed from the global generator). Every rank draws once, so the global generators advance alike. A
+    collective: call it on every rank (Lightning requests the dataloaders on every rank).
+
+    Seeded samplers plan every epoch from ``seed + epoch`` and draw nothing from the global generator
+    after they are made, which an exact mid-epoch resume needs (:mod:`scpt.training.resume`)."""
+    if trainer is None:
         return None
     draw = int(torch.randint(2**62, ()).item())
+    if trainer.world_size == 1:
+        return draw
     return int(trainer.strategy.broadcast(draw, src=0))
+
+
+def training_loader(
+    dataset: Any, batch_sampler: Any, collate_fn: Any, num_workers: int, trainer: pl.Trainer | None, seed: int | None
+) -> ResumableDataLoader:
+    """The training ``DataLoader`` of both phases: resumable mid-epoch (Lightning saves its position with
+    each checkpoint, counted by the fit loop: :func:`scpt.training.resume.batches_trained`), and with its
+    own generator (seeded from ``seed``) for the workers' seeds, so that starting an epoch draws nothing
+    from the global generator."""
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    loader = ResumableDataLoader(
+        dataset, batch_sampler=batch_sampler, collate_fn=collate_fn, num_workers=num_workers, generator=generator
+    )
+    if trainer is not None:
+        loader.batches_done = lambda: batches_trained(trainer)
+    return loader
 
 
 def pad_rows(rows: Tensor, length: int) -> Tensor:
@@ -79,4 +105,4 @@ def gather_rows(rows: Tensor) -> Tensor:
     return unpad_rows(torch.stack(parts), counts)
 
 
-__all__ = ["gather_rows", "pad_rows", "process_split", "shared_seed", "unpad_rows"]
+__all__ = ["gather_rows", "pad_rows", "process_split", "shared_seed", "training_loader", "unpad_rows"]
