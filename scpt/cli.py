@@ -107,6 +107,12 @@ COMMANDS: dict[str, Command] = {
         "pre-train, then fine-tune with and without it on the same seeds, and tabulate (resumable)",
         "scpt.pipeline:main",
     ),
+    "sweep": Command(
+        "hyper-parameter sweeps from a W&B sweep file, without a server (Optuna; resumable), and 'report'",
+        "scpt.sweep.commands:main",
+        subcommands=("report",),
+    ),
+    "figures": Command("redraw the experiments' figures from their committed run records", "scpt.figures:main"),
 }
 
 

@@ -31,6 +31,7 @@ def test_every_shipped_config_is_covered_here() -> None:
         *(f"logger/{name}.yaml" for name in ("csv", "wandb")),
         *(f"loss/{name}.yaml" for name in ("supcon_out", "supcon_out_tau05", "supcon_in", "dscl", "simcse")),
         *(f"pipeline/{name}.yaml" for name in ("restaurants", "restaurants_quick", "laptops")),
+        *(f"sweeps/{name}.yaml" for name in ("pretrain_dscl_tau_alpha", "pipeline_dscl_tau_alpha")),
     }
     shipped = {str(path.relative_to(CONFIGS)) for path in CONFIGS.rglob("*.yaml")}
     assert shipped == covered
@@ -46,15 +47,18 @@ def test_dataset_configs_are_the_base_plus_their_differences(name: str) -> None:
     assert config.trainer.logger.init_args.save_dir == "runs/finetune"
     assert config.trainer.logger.init_args.name == name
     assert [c.class_path.rsplit(".", 1)[-1] for c in config.trainer.callbacks] == [
-        "ModelCheckpoint",
+        "ModelCheckpoint",  # the best on dev (first: trainer.checkpoint_callback)
+        "ModelCheckpoint",  # last.ckpt every 50 steps, for resuming
         "LearningRateMonitor",
         "ProgressLog",  # progress lines when stdout is not a terminal
     ]
-    assert (config.trainer.callbacks[2].init_args.every_seconds, config.trainer.callbacks[2].init_args.mode) == (
+    assert (config.trainer.callbacks[3].init_args.every_seconds, config.trainer.callbacks[3].init_args.mode) == (
         60,
         "auto",
     )
     assert config.trainer.callbacks[0].init_args.monitor == "val/acc"
+    resume = config.trainer.callbacks[1].init_args
+    assert (resume.save_last, resume.save_top_k, resume.every_n_train_steps) == (True, 0, 50)
     epochs, interval = (1, 0.25) if name == "mams" else (4, 0.5)
     assert (config.trainer.max_epochs, config.trainer.val_check_interval) == (epochs, interval)
     # everything else is the base's: model, data apart from the dataset, the rest of the trainer
@@ -174,3 +178,23 @@ def test_configs_interpolate_within_a_file(tmp_path: Path) -> None:
     assert config.trainer.default_root_dir == "runs/finetune/mams"
     assert config.trainer.logger.init_args.name == "mams-lr3e-05"
     assert config.model.learning_rate == 3e-5 and isinstance(config.model.learning_rate, float)
+
+
+def test_the_phase1_sweep_trials_parse_with_their_swept_values() -> None:
+    """Each trial's command line (the sweep file's command, ``${args}`` filled in) is a valid phase-1
+    configuration in which the swept values land on the loss."""
+    from scpt.sweep.spec import build_command, load_sweep
+
+    spec = load_sweep(CONFIGS / "sweeps" / "pretrain_dscl_tau_alpha.yaml")
+    grid = spec.grid()
+    temperatures, alphas = grid["model.loss.init_args.temperature"], grid["model.loss.init_args.alpha"]
+    for temperature, alpha in ((temperatures[0], alphas[-1]), (temperatures[-1], alphas[0])):  # parsing takes seconds
+        line = build_command(
+            spec, {"model.loss.init_args.temperature": temperature, "model.loss.init_args.alpha": alpha}
+        )
+        assert line[:3] == ["scpt", "pretrain", "fit"]
+        args = [arg.replace("configs/", f"{CONFIGS}/", 1) if arg.startswith("configs/") else arg for arg in line[3:]]
+        config = parse_pretrain(args)
+        assert config.model.loss.class_path == "scpt.losses.DSCLLoss" and config.model.num_views == 2
+        assert config.model.loss.init_args.temperature == temperature
+        assert config.model.loss.init_args.alpha == alpha

@@ -8,7 +8,8 @@ a layer are siblings and never import each other:
     scpt.training                    the base LightningModule, optimiser, CLI base, file writing
     scpt.pretrain, scpt.finetune,    the two phases, and the export of a checkpoint's encoder
     scpt.export
-    scpt.pipeline                    both phases in sequence
+    scpt.pipeline, scpt.figures      both phases in sequence; the experiments' figures
+    scpt.sweep                       hyper-parameter sweeps (trials run scpt commands)
     scpt.cli                         the console script
 
 ``scpt.losses`` also imports no Lightning, transformers or torchmetrics, and no other part of scpt.
@@ -35,7 +36,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("scpt.data",),
     ("scpt.training",),
     ("scpt.pretrain", "scpt.finetune", "scpt.export"),
-    ("scpt.pipeline",),
+    ("scpt.pipeline", "scpt.figures"),
+    ("scpt.sweep",),
     ("scpt.cli",),
 )
 
@@ -238,7 +240,7 @@ def test_checker_accepts_a_clean_graph() -> None:
         ({"scpt__finetune__cli": {"scpt.pipeline"}}, "scpt.finetune is below scpt.pipeline"),
         ({"scpt__finetune__cli": {"scpt.cli"}}, "scpt.finetune is below scpt.cli"),
         ({"scpt__pipeline": {"scpt.cli"}}, "scpt.pipeline is below scpt.cli"),
-        ({"scpt__sweep": {"scpt.pipeline"}}, "scpt.sweep: not in any layer"),
+        ({"scpt__nowhere": {"scpt.pipeline"}}, "scpt.nowhere: not in any layer"),
     ],
 )
 def test_checker_reports_a_planted_violation(changes: dict[str, set[str]], expected: str) -> None:
