@@ -1,5 +1,5 @@
 """Aspect-sentiment metrics: accuracy, macro-F1, per-class F1, and accuracy on implicit (ISE) and
-explicit (ESE) sentiment instances, as SCAPT reports them.
+explicit (ESE) sentiment instances, as SCAPT reports them; and the confusion matrix behind them.
 
 All are torchmetrics states, so they accumulate over an epoch and reduce correctly across processes.
 """
@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 
 class MaskedAccuracy(Metric):
@@ -51,6 +51,7 @@ class AspectSentimentMetrics(nn.Module):
         self.class_f1 = MulticlassF1Score(num_classes=num_classes, average=None)
         self.ise_accuracy = MaskedAccuracy()
         self.ese_accuracy = MaskedAccuracy()
+        self.confusion = MulticlassConfusionMatrix(num_classes=num_classes)
 
     def update(self, preds: Tensor, target: Tensor, implicit: Tensor) -> None:
         self.accuracy.update(preds, target)
@@ -58,6 +59,7 @@ class AspectSentimentMetrics(nn.Module):
         self.class_f1.update(preds, target)
         self.ise_accuracy.update(preds, target, implicit == 1)
         self.ese_accuracy.update(preds, target, implicit == 0)
+        self.confusion.update(preds, target)
 
     def compute(self) -> dict[str, float]:
         """Percentages, keyed ``acc``, ``macro_f1``, ``f1_<class>``, and ``ise_acc``/``ese_acc`` if defined."""
@@ -70,6 +72,12 @@ class AspectSentimentMetrics(nn.Module):
                 values[key] = value * 100
         return values
 
+    def confusion_matrix(self) -> Tensor:
+        """Counts ``[C, C]`` (int64): row = true class, column = predicted, in ``class_names`` order; summed
+        over processes under DDP (a collective: every process must call it)."""
+        return self.confusion.compute()
+
     def reset(self) -> None:
-        for metric in (self.accuracy, self.macro_f1, self.class_f1, self.ise_accuracy, self.ese_accuracy):
+        metrics = (self.accuracy, self.macro_f1, self.class_f1, self.ise_accuracy, self.ese_accuracy, self.confusion)
+        for metric in metrics:
             metric.reset()

@@ -6,6 +6,11 @@ with separate linear projections P_cls, P_asp (``head_dim`` each, SCAPT: 256) an
 as SCAPT's code computes it. Trained with label-smoothed cross-entropy; the encoder, AdamW (no decay
 on biases and LayerNorm weights) and the linear warmup/decay schedule come from
 :class:`~scpt.training.module.EncoderModule`; gradient clipping is the Trainer's ``gradient_clip_val``.
+
+Dashboards (:mod:`scpt.training.dashboards`): the run's configuration as flat hyperparameters and the W&B
+tag ``finetune`` when fitting or testing; the confusion matrix of every validation and of the test as a
+figure (W&B: image and table; TensorBoard: image; otherwise ``confusion/{val,test}_step_<step>.png``
+beside the run); and at test end the test metrics as a one-row W&B table.
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ from torchmetrics import MeanMetric
 from scpt.data.absa import POLARITIES
 from scpt.encoders import DEFAULT_ENCODER, cls_vector, masked_mean
 from scpt.finetune.metrics import AspectSentimentMetrics
+from scpt.training.dashboards import announce_run, confusion_matrix_figure, confusion_table, log_figure, log_table
 from scpt.training.module import EncoderModule
+
+#: The columns of the final test table (W&B), in order; per-class F1 follow as ``f1_<class>``.
+TEST_TABLE_LEAD = ("acc", "macro_f1", "ise_acc", "ese_acc")
 
 
 class AspectSentimentHead(nn.Module):
@@ -92,16 +101,41 @@ class AspectSentimentModule(EncoderModule):
         losses.update(loss, weight=logits.shape[0])
         metrics.update(logits.argmax(dim=-1), batch["labels"], batch["implicit"])
 
-    def _log_metrics(self, metrics: AspectSentimentMetrics, losses: MeanMetric, split: str) -> None:
-        """Log the split's metrics over every example it holds. Under DDP each process evaluated a disjoint
-        share (scpt's samplers repeat no example) and the torchmetrics states are summed over the
-        processes, so the values equal one process's, the same on every process (sync_dist then averages
-        equal values, and tells Lightning the epoch-level values are global)."""
+    def _log_metrics(self, metrics: AspectSentimentMetrics, losses: MeanMetric, split: str) -> dict[str, float]:
+        """Log the split's metrics over every example it holds, and its confusion matrix as a figure (not
+        during the sanity check); return the values. Under DDP each process evaluated a disjoint share
+        (scpt's samplers repeat no example) and the torchmetrics states are summed over the processes, so
+        the values equal one process's, the same on every process (sync_dist then averages equal values,
+        and tells Lightning the epoch-level values are global)."""
         values = {"loss": losses.compute().item(), **metrics.compute()}
+        confusion = metrics.confusion_matrix()  # [C, C]; every process takes part in the reduction
         for name, value in values.items():
             self.log(f"{split}/{name}", value, prog_bar=name in ("acc", "macro_f1"), sync_dist=True)
         metrics.reset()
         losses.reset()
+        if not self.trainer.sanity_checking:
+            self.log_confusion_matrix(confusion, split)
+        return values
+
+    def log_confusion_matrix(self, confusion: Tensor, split: str) -> None:
+        """Log ``confusion`` [C, C] (row = true, column = predicted) as ``<split>/confusion_matrix``: W&B image
+        and table, TensorBoard image, otherwise ``confusion/<split>_step_<step>.png`` beside the run (rank 0)."""
+        if not self.trainer.is_global_zero:
+            return
+        step = self.trainer.global_step
+        total = int(confusion.sum())
+        figure = confusion_matrix_figure(confusion, self.class_names, f"{split}: {total} aspects, step {step}")
+        log_figure(
+            self.trainer, f"{split}/confusion_matrix", figure, step,
+            table=confusion_table(confusion, self.class_names), png_name=f"confusion/{split}_step_{step}.png",
+        )  # fmt: skip
+
+    def on_fit_start(self) -> None:
+        """Every logger gets the resolved configuration as flat keys; a W&B run gets the tag ``finetune``."""
+        announce_run(self.trainer, "finetune")
+
+    def on_test_start(self) -> None:
+        announce_run(self.trainer, "finetune")
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.val_metrics, self.val_loss)
@@ -113,7 +147,11 @@ class AspectSentimentModule(EncoderModule):
         self._evaluate(batch, self.test_metrics, self.test_loss)
 
     def on_test_epoch_end(self) -> None:
-        self._log_metrics(self.test_metrics, self.test_loss, "test")
+        """The test metrics and confusion matrix, and (W&B) ``test/results``: one row of ``acc``,
+        ``macro_f1``, ``ise_acc``, ``ese_acc`` (empty when undefined) and ``f1_<class>``."""
+        values = self._log_metrics(self.test_metrics, self.test_loss, "test")
+        columns = [*TEST_TABLE_LEAD, *(f"f1_{name}" for name in self.class_names)]
+        log_table(self.trainer, "test/results", (columns, [[values.get(c) for c in columns]]), self.trainer.global_step)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """``{"index": [B], "probs": [B, 3]}``; the index ties each row back to its input line."""

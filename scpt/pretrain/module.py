@@ -10,7 +10,8 @@ Each validation measures the representation on the held-out slice of the corpus
 (:mod:`scpt.pretrain.metrics`): alignment, uniformity, mean pairwise cosine, effective rank and a
 label probe (nearest class centroid and k-NN against a fixed sample of training examples), for the
 contrastive features and for the encoder's sentence vector. :class:`~scpt.pretrain.monitor.CollapseMonitor`
-turns them into warnings.
+turns them into warnings. Every ``projection_every``-th validation also draws a 2-D projection of the
+held-out features coloured by label (:mod:`scpt.training.dashboards`).
 """
 
 from __future__ import annotations
@@ -45,11 +46,15 @@ from scpt.pretrain.objectives import (
     ReconstructionObjective,
     merge_parts,
 )
+from scpt.training.dashboards import announce_run, class_name, log_figure, project_2d, projection_method, scatter_figure
 from scpt.training.module import EncoderModule
 from scpt.training.sharding import gather_rows
 
 #: Validation dataloader indices: the held-out slice and the probe's reference sample of training examples.
 HELD_OUT, PROBE_REFERENCE = 0, 1
+
+#: The t-SNE / PCA ``random_state`` of the held-out projections (fixed: successive pictures comparable).
+PROJECTION_SEED = 0
 
 
 class PretrainTerms(NamedTuple):
@@ -83,6 +88,10 @@ class ContrastivePretrainModule(EncoderModule):
             gradient stays the full batch's (``None``: one pass over the batch).
         learning_rate, weight_decay, warmup_ratio: AdamW with linear warmup and decay.
         probe_k: k of the held-out k-NN probe.
+        projection_every: draw the held-out features in 2-D (t-SNE up to 1024 points, else PCA; ~2 s for
+            512 points on 2 CPU cores) at the first validation and every ``projection_every``-th after it,
+            coloured by label, for the loggers (W&B image and table, TensorBoard image, else a PNG file
+            ``<log_dir>/projections/step_<global_step>.png``); 0: never. Rank 0 only.
     """
 
     def __init__(
@@ -108,10 +117,13 @@ class ContrastivePretrainModule(EncoderModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         probe_k: int = 10,
+        projection_every: int = 1,
     ) -> None:
         super().__init__(encoder, warmup_ratio=warmup_ratio)
         if num_views < 1:
             raise ValueError(f"num_views must be >= 1, got {num_views}")
+        if projection_every < 0:
+            raise ValueError(f"projection_every must be >= 0 (0: no projections), got {projection_every}")
         for name, weight in (("lambda_scl", lambda_scl), ("lambda_map", lambda_map), ("lambda_rr", lambda_rr)):
             if not weight >= 0:
                 raise ValueError(f"{name} must be >= 0, got {weight}")
@@ -156,6 +168,7 @@ class ContrastivePretrainModule(EncoderModule):
             rank_zero_info(f"[pretrain] MAP head: {self.objectives['map'].head_source}")
         self.last_step: dict[str, Tensor | float] = {}  # this step's logged values, detached
         self._val: dict[int, dict[str, list[Tensor]]] = {}
+        self._validations = 0  # validations seen in this process's run (sanity checks excluded)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """The encoder record (base class) and the objective's description (loss class, tau, queue, ...), which
@@ -260,8 +273,9 @@ class ContrastivePretrainModule(EncoderModule):
     # ----------------------------------------------------------------------------------------------
 
     def on_fit_start(self) -> None:
-        for logger in self.loggers:
-            logger.log_hyperparams(self.describe())
+        """Every logger gets the resolved configuration as flat keys (:func:`~scpt.training.dashboards.run_config`:
+        module, data, trainer, seed, and the objective's :meth:`describe`); a W&B run gets the tag ``pretrain``."""
+        announce_run(self.trainer, "pretrain", self.describe())
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         result = self.compute_terms(batch)
@@ -361,6 +375,35 @@ class ContrastivePretrainModule(EncoderModule):
             # the same value on every process (computed from the gathered rows): sync_dist averages equal
             # values, and tells Lightning that the epoch-level value is global
             self.log(f"val/{key}", value, sync_dist=True)
+        if self._projection_due():
+            self.log_projection(z, labels)
+
+    def _projection_due(self) -> bool:
+        """Whether this validation draws the projection: the first and every ``projection_every``-th after it,
+        sanity checks not counted (counted in this process: a resumed run counts afresh), on global rank 0
+        only. The projection draws from its own seeded generator, never from the global random state."""
+        every = self.hparams.get("projection_every", 1)
+        if not every or self.trainer.sanity_checking:
+            return False
+        due = self._validations % every == 0
+        self._validations += 1
+        return due and self.trainer.is_global_zero
+
+    def log_projection(self, features: Tensor, labels: Tensor) -> None:
+        """Log the 2-D projection of held-out ``features`` [N, D] coloured by ``labels`` [N] as ``val/projection``
+        (W&B: image and table ``x, y, label``; TensorBoard: image; otherwise ``projections/step_<step>.png``
+        beside the run)."""
+        points = project_2d(features, seed=PROJECTION_SEED)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        names = tuple(getattr(datamodule, "class_names", ()) or ()) or None
+        step = self.trainer.global_step
+        method = "t-SNE" if projection_method(len(points)) == "tsne" else "PCA"
+        figure = scatter_figure(points, labels, names, f"held-out features, {method}, step {step}")
+        rows = [[float(x), float(y), class_name(int(label), names)] for (x, y), label in zip(points, labels.tolist())]
+        log_figure(
+            self.trainer, "val/projection", figure, step, table=(["x", "y", "label"], rows),
+            png_name=f"projections/step_{step}.png",
+        )  # fmt: skip
 
 
 __all__ = ["HELD_OUT", "OBJECTIVE_RECORD_KEY", "PROBE_REFERENCE", "ContrastivePretrainModule", "PretrainTerms"]
