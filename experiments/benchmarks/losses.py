@@ -24,6 +24,11 @@ Usage:
     python experiments/benchmarks/losses.py                               # full default grid
     python experiments/benchmarks/losses.py --sizes 256 1024 --dims 128 --repeats 1
     python experiments/benchmarks/losses.py --methods scpt pml --out results.md [--force]
+    python experiments/benchmarks/losses.py --out results.md --out records/losses.csv   # table + measurements
+
+``--out`` may be given several times; the suffix picks the format: ``.csv`` or ``.json`` write the
+measurements (one row per cell, the machine header as ``#`` lines / a ``header`` list; the format of
+``records/losses.csv``, read by ``scpt figures``), anything else the markdown table.
 """
 
 from __future__ import annotations
@@ -561,6 +566,48 @@ def machine_header(args: argparse.Namespace) -> list[str]:
     ]
 
 
+#: Columns of the measurement records (``--out FILE.csv``), the format ``scpt figures`` reads.
+RECORD_COLUMNS = ("record", "n", "d", "vn", "method", "status", "time_s", "rss_gib", "note")
+
+
+def record_rows(cells: Sequence[Cell], record: str) -> list[dict[str, Any]]:
+    """One dict per cell: ``record`` (the run's date), N, D, VN, method, status, median time (s), peak RSS
+    increase (GiB), and the reason a cell was skipped or failed; unmeasured values are ``None``."""
+    return [
+        {
+            "record": record,
+            "n": cell.n,
+            "d": cell.d,
+            "vn": VIEWS * cell.n,
+            "method": cell.method,
+            "status": cell.status,
+            "time_s": cell.time if cell.status == "ok" else None,
+            "rss_gib": cell.rss_gib if cell.status == "ok" else None,
+            "note": cell.note,
+        }
+        for cell in cells
+    ]
+
+
+def records_csv(cells: Sequence[Cell], header: Sequence[str], record: str) -> str:
+    """The measurements as CSV: the machine header as ``#`` lines, then one row per cell."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    buffer.writelines(f"# {line}\n" for line in header)
+    writer = csv.DictWriter(buffer, fieldnames=RECORD_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in record_rows(cells, record):
+        writer.writerow(
+            {
+                key: "" if value is None else f"{value:.4g}" if isinstance(value, float) else value
+                for key, value in row.items()
+            }
+        )
+    return buffer.getvalue()
+
+
 def write_atomic(path: Path, text: str, force: bool) -> None:
     """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
     if path.exists() and not force:
@@ -590,7 +637,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--max-gib", type=float, default=8.0, help="skip cells whose estimated peak RSS increase exceeds this"
     )
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="methods to run")
-    parser.add_argument("--out", type=Path, help="also write the markdown to this file (atomically)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        action="append",
+        default=[],
+        help="also write to this file (atomically; repeatable): .csv/.json the measurements, else the markdown",
+    )
     parser.add_argument("--force", action="store_true", help="let --out overwrite an existing file")
     parser.add_argument("--seed", type=int, default=0, help="seed of the inputs and labels")
     parser.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance of the loss/gradient agreement")
@@ -617,16 +670,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker is not None:
         return worker_main(args)
-    if args.out is not None and args.out.exists() and not args.force:
-        print(f"error: {args.out} exists; pass --force to overwrite it", file=sys.stderr)
-        return 2
+    for out in args.out:
+        if out.exists() and not args.force:
+            print(f"error: {out} exists; pass --force to overwrite it", file=sys.stderr)
+            return 2
     header = machine_header(args)
+    record = time.strftime("%Y-%m-%d")
     cells = run_grid(args)
     text = "\n".join([*header, "", *format_table(cells, args.rtol), "", summary_line(cells)]) + "\n"
     print(text, end="")
-    if args.out is not None:
-        write_atomic(args.out, text, args.force)
-        print(f"wrote {args.out}", file=sys.stderr)
+    for out in args.out:
+        suffix = out.suffix.lower()
+        if suffix == ".csv":
+            written = records_csv(cells, header, record)
+        elif suffix == ".json":
+            written = json.dumps({"header": header, "rows": record_rows(cells, record)}, indent=1) + "\n"
+        else:
+            written = text
+        write_atomic(out, written, args.force)
+        print(f"wrote {out}", file=sys.stderr)
     return 0
 
 

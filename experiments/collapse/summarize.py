@@ -1,23 +1,21 @@
 """Tabulate and plot the collapse study's runs: ``python experiments/collapse/summarize.py [runs dir]``.
 
 Prints one markdown row per run (its last evaluation) and writes ``probe_curves.png`` beside the runs:
-held-out kNN probe, mean cosine and train loss / collapsed value against training examples seen.
+held-out kNN probe, mean cosine and train loss / collapsed value against training examples seen. The
+figure is drawn by ``scpt.figures``; ``scpt figures collapse_probe_curves`` redraws it from ``records/``.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
+from scpt.figures import draw_collapse_probe_curves, read_collapse_runs
+
 
 def load(directory: Path) -> dict[str, list[dict]]:
-    runs = {}
-    for path in sorted(directory.glob("*.jsonl")):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        if rows:
-            runs[path.stem] = rows
-    return runs
+    """``run name -> evaluations`` of the ``*.jsonl`` files in ``directory``."""
+    return read_collapse_runs(directory)
 
 
 def table(runs: dict[str, list[dict]]) -> str:
@@ -40,28 +38,8 @@ def table(runs: dict[str, list[dict]]) -> str:
 
 
 def plot(runs: dict[str, list[dict]], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for name, rows in runs.items():
-        seen = [r["step"] * r["batch_size"] for r in rows]
-        axes[0].plot(seen, [r["knn"] for r in rows], marker="o", label=name)
-        axes[1].plot(seen, [r["mean_cosine"] for r in rows], marker="o", label=name)
-        trained = [r for r in rows if "train_loss" in r]
-        axes[2].plot(
-            [r["step"] * r["batch_size"] for r in trained], [r["loss_ratio"] for r in trained], marker="o", label=name
-        )
-    axes[0].set(title="held-out 10-NN probe (features)", xlabel="training examples seen", ylabel="accuracy")
-    axes[1].set(title="held-out mean pairwise cosine", xlabel="training examples seen")
-    axes[2].set(title="train contrastive loss / collapsed value", xlabel="training examples seen")
-    axes[2].axhline(1.0, color="grey", lw=0.8, ls="--")
-    axes[2].axhline(0.9, color="grey", lw=0.8, ls=":")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    """The figure: ``scpt.figures.draw_collapse_probe_curves`` (``scpt figures collapse_probe_curves``)."""
+    draw_collapse_probe_curves(runs, out)
 
 
 def main() -> None:

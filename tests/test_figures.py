@@ -1,0 +1,228 @@
+"""``scpt figures``: the record readers return exactly what a hand-written record holds, every figure's
+records are in the repository, the benchmark scripts' ``--out`` files read back, and the command writes a
+PNG of the registered size (one cheap figure; the others are drawn the same way)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import struct
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from scpt import cli, figures
+from scpt.errors import UserError
+from scpt.figures import FIGURES, GradCachePoint, LossCell
+
+REPO = Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from the PNG's IHDR chunk (which must come first)."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR" and length == 13
+    return struct.unpack(">II", data[16:24])
+
+
+def load_script(relative: str) -> ModuleType:
+    """An experiments script as a module (its top level imports no torch)."""
+    spec = importlib.util.spec_from_file_location(Path(relative).stem + "_under_test", REPO / relative)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+# --------------------------------------------------------------------------------------------------
+# The readers, on hand-written records
+# --------------------------------------------------------------------------------------------------
+
+
+def test_read_loss_benchmark_known_values(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "losses.csv",
+        "# Machine: somewhere\n"
+        "record,n,d,vn,method,status,time_s,rss_gib,note\n"
+        "2026-11-27,256,128,512,scpt,ok,0.0107,0.020,\n"
+        "2026-11-27,8192,768,16384,pml,ok,43.49,11.409,\n"
+        "2026-11-30,8192,128,16384,dense,skipped,,,skipped (est. 20 GiB)\n",
+    )
+    assert figures.read_loss_benchmark(path) == [
+        LossCell("2026-11-27", 256, 128, "scpt", 0.0107, 0.020),
+        LossCell("2026-11-27", 8192, 768, "pml", 43.49, 11.409),
+        LossCell("2026-11-30", 8192, 128, "dense", None, None),
+    ]
+
+
+def test_read_grad_cache_known_values(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "grad_cache.csv",
+        "# 2 threads\n"
+        "n,chunk,mmap_threshold,peak_gib,samples_per_s,error\n"
+        "64,0,default,1.72,,\n"
+        "1024,128,131072,2.41,3.25,\n"
+        "65536,128,default,,,MemoryError\n",
+    )
+    assert figures.read_grad_cache(path) == [
+        GradCachePoint(64, 0, "default", 1.72, None),
+        GradCachePoint(1024, 128, "131072", 2.41, 3.25),
+    ]
+
+
+def test_read_metrics_keeps_rows_with_the_columns(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "metrics.csv",
+        "epoch,lr-AdamW/pg1,step,train/scl_step,val/probe_knn,val/mean_cosine\n"
+        ",2.5e-05,9,,,\n"  # a learning-rate row: none of the columns, dropped
+        "0,,9,41.25,,\n"
+        "0,,206,,0.615234375,0.4330\n",
+    )
+    assert figures.read_metrics(path, ("train/scl_step", "val/probe_knn", "val/mean_cosine")) == [
+        {"train/scl_step": 41.25, "step": 9, "epoch": 0},
+        {"val/probe_knn": 0.615234375, "val/mean_cosine": 0.4330, "step": 206, "epoch": 0},
+    ]
+
+
+def test_read_finetune_curves_known_values(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "finetune.csv",
+        "# copied\n"
+        "arm,seed,epoch,step,val/acc,val/macro_f1,test/acc,test/macro_f1\n"
+        "direct,1,0,32,66.25,49.0,,\n"
+        "direct,1,4,264,,,77.75,73.5\n"
+        "pretrained,2,0,32,70.5,66.125,,\n",
+    )
+    assert figures.read_finetune_curves(path) == {
+        ("direct", 1): [
+            {"val/acc": 66.25, "val/macro_f1": 49.0, "step": 32, "epoch": 0},
+            {"test/acc": 77.75, "test/macro_f1": 73.5, "step": 264, "epoch": 4},
+        ],
+        ("pretrained", 2): [{"val/acc": 70.5, "val/macro_f1": 66.125, "step": 32, "epoch": 0}],
+    }
+
+
+def test_read_collapse_runs_known_values(tmp_path: Path) -> None:
+    write(tmp_path / "b.jsonl", '{"step": 0, "knn": 0.5}\n\n{"step": 100, "knn": 0.625}\n')
+    write(tmp_path / "a.jsonl", '{"step": 0, "knn": 0.25}\n')
+    write(tmp_path / "empty.jsonl", "")
+    runs = figures.read_collapse_runs(tmp_path)
+    assert runs == {"a": [{"step": 0, "knn": 0.25}], "b": [{"step": 0, "knn": 0.5}, {"step": 100, "knn": 0.625}]}
+    assert list(runs) == ["a", "b"]
+
+
+def test_missing_records_file_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="missing.csv"):
+        figures.read_loss_benchmark(tmp_path / "missing.csv")
+    with pytest.raises(UserError, match="no .jsonl records"):
+        figures.read_collapse_runs(tmp_path)
+
+
+def test_copy_pipeline_records_trims_and_picks_the_selected_version(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write(run / "pretrain" / "stage.json", json.dumps({"checkpoint": "x/pretrain/ds/version_1/checkpoints/last.ckpt"}))
+    write(run / "pretrain" / "ds" / "version_0" / "metrics.csv", "epoch,step,train/scl_step\n0,9,99.0\n")
+    write(
+        run / "pretrain" / "ds" / "version_1" / "metrics.csv",
+        "epoch,step,train/scl_step,train/other\n0,9,41.5,7.0\n0,19,,8.0\n",
+    )
+    seed = run / "finetune" / "direct" / "seed3"
+    write(seed / "result.json", json.dumps({"best_checkpoint": "x/seed3/ds/version_0/checkpoints/best.ckpt"}))
+    write(seed / "ds" / "version_0" / "metrics.csv", "epoch,step,val/acc,train/loss\n0,32,70.5,\n0,49,,0.5\n")
+    paths = figures.copy_pipeline_records(run, tmp_path / "records", "from a test\nsecond line")
+    assert [p.name for p in paths] == ["pretrain.csv", "finetune.csv"]
+    assert paths[0].read_text().splitlines()[:2] == ["# from a test", "# second line"]
+    assert figures.read_metrics(paths[0], figures.PRETRAIN_COLUMNS) == [{"train/scl_step": 41.5, "step": 9, "epoch": 0}]
+    assert "train/other" not in paths[0].read_text()
+    assert figures.read_finetune_curves(paths[1]) == {("direct", 3): [{"val/acc": 70.5, "step": 32, "epoch": 0}]}
+
+
+# --------------------------------------------------------------------------------------------------
+# The benchmark scripts' --out files are records the figures read
+# --------------------------------------------------------------------------------------------------
+
+
+def test_losses_script_out_csv_reads_back(tmp_path: Path) -> None:
+    losses = load_script("experiments/benchmarks/losses.py")
+    cells = [
+        losses.Cell("scpt", 4096, 128, times=[1.0, 0.96688, 2.0], rss_gib=0.1131),
+        losses.Cell("pml", 8192, 128, status="skipped", note="skipped (est. 20 GiB)"),
+    ]
+    path = write(tmp_path / "out.csv", losses.records_csv(cells, ["Machine: test"], "2026-12-01"))
+    assert path.read_text().startswith("# Machine: test\n")
+    assert figures.read_loss_benchmark(path) == [
+        LossCell("2026-12-01", 4096, 128, "scpt", 1.0, 0.1131),
+        LossCell("2026-12-01", 8192, 128, "pml", None, None),
+    ]
+
+
+def test_grad_cache_script_out_reads_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    grad_cache = load_script("experiments/benchmarks/grad_cache.py")
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    points = [
+        {"n": 64, "chunk": 0, "peak_gib": 1.43, "samples_per_s": 4.25},
+        {"n": 4096, "chunk": 128, "error": "MemoryError"},
+    ]
+    for name in ("out.csv", "out.json"):
+        grad_cache.write_points(tmp_path / name, points, "test machine")
+        assert figures.read_grad_cache(tmp_path / name) == [GradCachePoint(64, 0, "131072", 1.43, 4.25)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The registry and the command
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_every_figure_has_its_records_in_the_repository(name: str) -> None:
+    spec = FIGURES[name]
+    assert figures.missing_inputs(spec, REPO) == []
+    for relative in spec.inputs:
+        path = REPO / relative
+        files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+        assert all(f.stat().st_size < 200_000 for f in files), files
+        assert Path(relative).parts[0] == "experiments" and "records" in Path(relative).parts
+    assert Path(spec.output).suffix == ".png" and Path(spec.output).parts[0] == "experiments"
+
+
+def test_figures_command_writes_a_png_of_the_registered_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "grad_cache_memory"
+    spec = FIGURES[name]
+    for relative in spec.inputs:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / relative, tmp_path / relative)
+    assert cli.main(["figures", name, "--root", str(tmp_path)]) == 0
+    out = tmp_path / spec.output
+    assert capsys.readouterr().out.splitlines() == [str(out)]
+    assert png_size(out) == spec.pixels == (1000, 600)
+
+
+def test_missing_records_is_one_line_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["figures", "grad_cache_memory", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    missing = tmp_path / "experiments/benchmarks/records/grad_cache.csv"
+    assert len(err) == 1 and err[0].startswith("scpt figures: error: ") and str(missing) in err[0]
+    assert not (tmp_path / "experiments").exists()
+
+
+def test_unknown_figure_and_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["figures", "no_such_figure"]) == 2
+    assert "unknown figure no_such_figure" in capsys.readouterr().err
+    assert cli.main(["figures", "--list"]) == 0
+    listed = capsys.readouterr().out
+    for name, spec in FIGURES.items():
+        assert name in listed and spec.output in listed
