@@ -51,7 +51,7 @@ from typing import Any
 import yaml
 
 from scpt.finetune.seeds import TABLE_METRICS
-from scpt.training.files import format_duration, write_atomically
+from scpt.training.files import format_duration, run_group, write_atomically
 from scpt.training.trial import write_trial_result
 
 STAGE_FILE = "stage.json"
@@ -456,11 +456,14 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
         )
     config.output_dir.mkdir(parents=True, exist_ok=True)
     progress = StageProgress(pipeline_stages(config.seeds))
-    encoder_dir = run_pretraining(config, started, progress)
-    arms = {
-        "pretrained": run_finetuning(config, "pretrained", ["--model.encoder", str(encoder_dir)], started, progress),
-        "direct": run_finetuning(config, "direct", [], started, progress),
-    }
+    with run_group(f"pipeline-{config.output_dir.name}"):  # every stage's W&B run in one group (a sweep's wins)
+        encoder_dir = run_pretraining(config, started, progress)
+        arms = {
+            "pretrained": run_finetuning(
+                config, "pretrained", ["--model.encoder", str(encoder_dir)], started, progress
+            ),
+            "direct": run_finetuning(config, "direct", [], started, progress),
+        }
     comparison = compare(arms, config.seeds)
     pretrain_record = json.loads((config.output_dir / "pretrain" / STAGE_FILE).read_text())
     timing = {

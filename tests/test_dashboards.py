@@ -4,6 +4,7 @@ beside the run without W&B; images and tables in an offline W&B run), on tiny ra
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -356,3 +357,19 @@ def test_offline_w_and_b_run_gets_images_tables_tags(
     assert {row[2] for row in projection["data"]} == set(CLASSES)
     assert not list(tmp_path.rglob("projections/*.png")) and not list(tmp_path.rglob("confusion/*.png"))  # W&B has them
     assert list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))  # what `wandb sync` uploads
+
+
+def test_runners_group_their_runs_unless_a_group_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scpt pipeline and scpt finetune seeds group their W&B runs; a sweep's group (already set) wins."""
+    from scpt.training.files import RUN_GROUP_ENV, run_group
+
+    monkeypatch.delenv(RUN_GROUP_ENV, raising=False)
+    with run_group("seeds-restaurants") as group:
+        assert group == os.environ[RUN_GROUP_ENV] == "seeds-restaurants"
+        with run_group("pipeline-inner") as inner:  # the pipeline's seeds stay in the pipeline's group
+            assert inner == "seeds-restaurants"
+    assert RUN_GROUP_ENV not in os.environ
+    monkeypatch.setenv(RUN_GROUP_ENV, "sweep-7")
+    with run_group("pipeline-restaurants") as group:
+        assert group == "sweep-7"
+    assert os.environ[RUN_GROUP_ENV] == "sweep-7"

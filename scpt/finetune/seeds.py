@@ -22,7 +22,7 @@ from typing import Any
 
 from scpt.errors import UserError
 from scpt.finetune import usage
-from scpt.training.files import write_atomically
+from scpt.training.files import run_group, write_atomically
 
 #: Metrics shown in the summary table, in order (others stay in the JSON).
 TABLE_METRICS = ("acc", "macro_f1", "ise_acc", "ese_acc")
@@ -145,6 +145,11 @@ def main(argv: list[str]) -> int:
     passthrough = unknown + passthrough
     config_args = [item for path in args.config for item in ("--config", path)] + passthrough
 
+    with run_group(f"seeds-{args.output_dir.name}"):  # the seeds' W&B runs side by side (a sweep's group wins)
+        return _run_seeds(args, config_args, passthrough)
+
+
+def _run_seeds(args: argparse.Namespace, config_args: list[str], passthrough: list[str]) -> int:
     results = []
     for seed in args.seeds:
         run_dir = args.output_dir / f"seed{seed}"

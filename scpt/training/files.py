@@ -1,10 +1,16 @@
-"""Writing result and record files so that a crash never leaves a half-written one; durations for run logs."""
+"""Writing result and record files so that a crash never leaves a half-written one; durations for run logs;
+the W&B group of the runs a runner starts."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+#: The environment variable W&B reads a new run's group from (also offline).
+RUN_GROUP_ENV = "WANDB_RUN_GROUP"
 
 
 def write_atomically(path: str | Path, text: str, overwrite: bool = False) -> None:
@@ -39,4 +45,20 @@ def format_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-__all__ = ["format_duration", "write_atomically"]
+@contextmanager
+def run_group(group: str) -> Iterator[str]:
+    """Group the W&B runs started inside (``scpt pipeline``'s stages, ``scpt finetune seeds``' seeds) under
+    ``group``, through ``$WANDB_RUN_GROUP``; a group already set wins (a sweep's trial keeps the sweep's).
+    The variable is restored on exit. Yields the group in effect."""
+    previous = os.environ.get(RUN_GROUP_ENV)
+    os.environ[RUN_GROUP_ENV] = previous or group
+    try:
+        yield os.environ[RUN_GROUP_ENV]
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_GROUP_ENV, None)
+        else:
+            os.environ[RUN_GROUP_ENV] = previous
+
+
+__all__ = ["RUN_GROUP_ENV", "format_duration", "run_group", "write_atomically"]
