@@ -535,6 +535,50 @@ def plot_collapse_probe_curves(records: Path, out: Path, size: tuple[float, floa
 # --------------------------------------------------------------------------------------------------
 
 
+def read_sweep_grid(path: Path, metric: str) -> tuple[list[float], list[float], list[list[float | None]]]:
+    """``(temperatures, alphas, values[alpha][temperature])`` of a two-parameter sweep's ``trials.csv``
+    (``scpt sweep report``): the first two parameter columns after ``state``, COMPLETE trials only."""
+    rows = read_csv_records(path)
+    first, second = list(rows[0])[2:4]
+    xs = sorted({float(row[first]) for row in rows})
+    ys = sorted({float(row[second]) for row in rows})
+    grid: list[list[float | None]] = [[None] * len(xs) for _ in ys]
+    for row in rows:
+        if row["state"] == "COMPLETE" and row.get(metric):
+            grid[ys.index(float(row[second]))][xs.index(float(row[first]))] = float(row[metric])
+    return xs, ys, grid
+
+
+def plot_sweep_heatmaps(one_view: Path, two_views: Path, out: Path, size: tuple[float, float] = (11.0, 4.4)) -> None:
+    """The DSCL tau x alpha sweep's held-out 10-NN probe, one view (alpha inert) beside two views, on one
+    colour scale, each cell annotated."""
+    figure = _new_figure(size)
+    grids = [read_sweep_grid(path, "val/probe_knn") for path in (one_view, two_views)]
+    values = [v for _, _, grid in grids for row in grid for v in row if v is not None]
+    low, high = min(values), max(values)
+    axes_list = figure.subplots(1, 2)
+    for axes, (xs, ys, grid), title in zip(
+        axes_list, grids, ("one view (SCAPT): alpha has nothing to weigh", "two dropout views")
+    ):
+        data = [[float("nan") if v is None else v for v in row] for row in grid]
+        image = axes.imshow(data, origin="lower", cmap="viridis", vmin=low, vmax=high, aspect="auto")
+        axes.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
+        axes.set_yticks(range(len(ys)), [f"{y:g}" for y in ys])
+        axes.set_xlabel("temperature tau")
+        axes.set_ylabel("alpha")
+        axes.set_title(title)
+        for j, row in enumerate(grid):
+            for i, value in enumerate(row):
+                text = "failed" if value is None else f"{value:.3f}"
+                axes.text(
+                    i, j, text, ha="center", va="center", color="white" if (value or 0) < (low + high) / 2 else "black"
+                )
+    figure.subplots_adjust(top=0.80, bottom=0.13, left=0.06, right=0.86, wspace=0.28)
+    figure.colorbar(image, ax=list(axes_list), label="held-out 10-NN probe (512 examples; s.e. ~0.022)")
+    figure.suptitle("DSCL in phase 1 on Restaurant, 60 steps of batch 32, seed 7 (scpt sweep; 2-core CPU, 2026-11-30)")
+    _save(figure, out)
+
+
 @dataclass(frozen=True)
 class FigureSpec:
     """A figure: its records (paths relative to the repository root), its PNG, and how to draw it."""
@@ -605,6 +649,13 @@ FIGURES: dict[str, FigureSpec] = {
         "collapse study: held-out probe, mean cosine and loss / collapsed value vs examples seen, per run",
         COLLAPSE_SIZE,
         lambda records, out, size: plot_collapse_probe_curves(records, out, size=size),
+    ),
+    "sweep_heatmaps": FigureSpec(
+        ("experiments/sweeps/records/one_view/trials.csv", "experiments/sweeps/records/two_views/trials.csv"),
+        "experiments/sweeps/heatmaps.png",
+        "DSCL tau x alpha sweep in phase 1: held-out 10-NN probe, one view beside two views",
+        (11.0, 4.4),
+        lambda one, two, out, size: plot_sweep_heatmaps(one, two, out, size=size),
     ),
 }
 

@@ -226,3 +226,17 @@ def test_unknown_figure_and_list(capsys: pytest.CaptureFixture[str]) -> None:
     listed = capsys.readouterr().out
     for name, spec in FIGURES.items():
         assert name in listed and spec.output in listed
+
+
+def test_sweep_grid_reads_a_trials_table(tmp_path: Path) -> None:
+    from scpt.figures import read_sweep_grid
+
+    path = tmp_path / "trials.csv"
+    path.write_text(
+        "number,state,tau,alpha,val/probe_knn,seconds,error\n"
+        "0,COMPLETE,0.5,0.1,0.75,10.0,\n"
+        "1,COMPLETE,0.1,0.1,0.5,10.0,\n"
+        "2,FAIL,0.1,0.2,,3.0,boom\n"
+        "3,COMPLETE,0.5,0.2,0.25,10.0,\n"
+    )
+    assert read_sweep_grid(path, "val/probe_knn") == ([0.1, 0.5], [0.1, 0.2], [[0.5, 0.75], [None, 0.25]])
