@@ -17,9 +17,11 @@ class KillAtStep(pl.Callback):
     as after an out-of-memory kill or a lost node. Lightning runs the ``ModelCheckpoint`` callbacks after
     the others, so the step it kills at is not saved."""
 
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int, only_if_env: str | None = None) -> None:
         self.step = step
+        self.only_if_env = only_if_env  # armed only when this environment variable is set (else inert)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        if trainer.global_step >= self.step:
+        armed = self.only_if_env is None or bool(os.environ.get(self.only_if_env))
+        if armed and trainer.global_step >= self.step:
             os.kill(os.getpid(), signal.SIGKILL)

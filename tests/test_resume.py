@@ -134,7 +134,9 @@ def test_rows_logged_after_the_checkpoint_are_dropped(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _callbacks_config(path: Path, every: int, kill_at: int | None, best_on_dev: bool = False) -> Path:
+def _callbacks_config(
+    path: Path, every: int, kill_at: int | None, best_on_dev: bool = False, only_if_env: str | None = None
+) -> Path:
     callbacks = []
     if best_on_dev:
         callbacks.append(
@@ -150,15 +152,15 @@ def _callbacks_config(path: Path, every: int, kill_at: int | None, best_on_dev: 
         }
     )
     if kill_at is not None:
-        callbacks.append({"class_path": "crash.KillAtStep", "init_args": {"step": kill_at}})
+        callbacks.append({"class_path": "crash.KillAtStep", "init_args": {"step": kill_at, "only_if_env": only_if_env}})
     path.write_text(yaml.safe_dump({"trainer": {"callbacks": callbacks}}))
     return path
 
 
-def _scpt(args: list[str], killed: bool = False) -> None:
+def _scpt(args: list[str], killed: bool = False, **env_vars: str) -> None:
     """Run ``scpt ...args`` in a fresh process, as a user does (each of the compared runs starts from the
     same process state); ``killed``: KillAtStep SIGKILLs it."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, **env_vars, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     completed = subprocess.run(
         [sys.executable, "-m", "scpt.cli", *args], env=env, capture_output=True, text=True, timeout=900
     )
@@ -270,3 +272,34 @@ def test_phase2_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tiny_bert_
     best = sorted((run / "checkpoints").glob("best*.ckpt"))
     straight_best = sorted((tmp_path / "straight" / "restaurants" / "version_0" / "checkpoints").glob("best*.ckpt"))
     assert [p.name for p in best] == [p.name for p in straight_best]  # the same selection on dev
+
+
+@needs_data
+def test_the_pipeline_resumes_a_killed_pretraining_in_its_run_folder(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """Rerunning ``scpt pipeline`` after its pre-training was killed continues from the last checkpoint in
+    the same version folder: no second folder, no second checkpoint, the full number of steps (the last
+    save, every 2 steps, is the final step 6)."""
+    crash = _callbacks_config(tmp_path / "crash.yaml", every=2, kill_at=3, only_if_env="SCPT_TEST_CRASH")
+    pretrain = [arg for arg in PRETRAIN_ARGS if arg not in ("--trainer.max_steps", "12")]
+    config = {
+        "output_dir": str(tmp_path / "out"),
+        "seeds": [1],
+        "pretrain": {
+            "configs": [str(ROOT / "configs" / "pretrain" / "restaurants.yaml"), str(crash)],
+            "args": ["--model.encoder", str(tiny_bert_dir), *pretrain, "--trainer.max_steps", "6"],
+        },
+        "finetune": {
+            "configs": [str(ROOT / "configs" / "finetune" / "restaurants.yaml")],
+            "args": ["--model.encoder", str(tiny_bert_dir), *FINETUNE_ARGS, "--trainer.max_epochs", "1"],
+        },
+    }
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    _scpt(["pipeline", "--config", str(path)], killed=True, SCPT_TEST_CRASH="1")
+    runs = tmp_path / "out" / "pretrain" / "restaurants"
+    assert torch.load(runs / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    _scpt(["pipeline", "--config", str(path)])
+    assert [p.name for p in runs.iterdir()] == ["version_0"]
+    assert [p.name for p in (runs / "version_0" / "checkpoints").iterdir()] == ["last.ckpt"]
+    assert torch.load(runs / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+    assert (tmp_path / "out" / "results.json").is_file()
