@@ -12,3 +12,13 @@ DATA_DIR = Path(os.environ.get("SCPT_DATA_DIR", "/nonexistent"))
 
 #: Skip a test that reads the real datasets when they are absent (never in CI: conftest fails then).
 needs_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason="SCPT_DATA_DIR does not point at the data")
+
+#: Six labelled toy sentences (3 classes) for the tiny phase-1 module and dashboard tests.
+TEXTS = [
+    ("pizza was great and cheap", 0),
+    ("service was slow and rude", 1),
+    ("pasta was lovely", 0),
+    ("waiter ignored us for an hour", 1),
+    ("menu is short", 2),
+    ("decor was nice", 0),
+]

@@ -16,6 +16,7 @@ from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 from torchmetrics.utilities.data import dim_zero_sum
 
+from helpers import TEXTS
 from scpt.data.corpus import AspectSpan, CorpusExample
 from scpt.finetune.metrics import AspectSentimentMetrics
 from scpt.finetune.module import AspectSentimentModule
@@ -182,15 +183,6 @@ def test_flatten_gives_flat_keys() -> None:
 # --------------------------------------------------------------------------------------------------
 # Tiny end-to-end runs
 # --------------------------------------------------------------------------------------------------
-
-TEXTS = [
-    ("pizza was great and cheap", 0),
-    ("service was slow and rude", 1),
-    ("pasta was lovely", 0),
-    ("waiter ignored us for an hour", 1),
-    ("menu is short", 2),
-    ("decor was nice", 0),
-]
 
 
 class TinyData(pl.LightningDataModule):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import needs_data
+from helpers import TEXTS, needs_data
 from scpt.data.corpus import AspectSpan, CorpusExample
 from scpt.losses import DSCLLoss, SimCSELoss, SupConLoss
 from scpt.pretrain.datamodule import ContrastivePretrainDataModule, collate_pretraining, encode_pretraining_example
@@ -23,16 +23,6 @@ def _batch(tokenizer, texts_labels: list[tuple[str, int]]) -> dict[str, torch.Te
         example = CorpusExample(text, "x", (AspectSpan(term, 0, len(term)),), None, "test")
         encoded.append(encode_pretraining_example(tokenizer, example, label, "sentence", 32))
     return collate_pretraining(encoded, tokenizer.pad_token_id)
-
-
-TEXTS = [
-    ("pizza was great and cheap", 0),
-    ("service was slow and rude", 1),
-    ("pasta was lovely", 0),
-    ("waiter ignored us for an hour", 1),
-    ("menu is short", 2),
-    ("decor was nice", 0),
-]
 
 
 @pytest.fixture()

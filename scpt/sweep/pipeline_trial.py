@@ -46,7 +46,7 @@ def split_options(options: list[str]) -> tuple[list[str], list[str], str | None]
         if name == DIR_OPTION:
             directory = value
         elif name in DROPPED_OPTIONS:
-            pass
+            pass  # dropped: the pipeline sets each stage's logger save_dir under its output directory
         elif name.startswith(FINETUNE_PREFIX):
             target = "--" + name.removeprefix(FINETUNE_PREFIX)
             finetune += [f"{target}={value}"] if has_value else [target, *([value] if takes_next else [])]
