@@ -83,6 +83,7 @@ def pretrain_args(encoder: Path, root: Path) -> list[str]:
         "--data.val_size", "39",        # held out 39: ranks evaluate 23 and 16 (batches of 16)
         "--data.batch_size", "16",      # per process: global batches of 32
         "--data.eval_batch_size", "16",  # the probe's 81 training examples: 48 and 33
+        "--model.probe_per_class", "true",  # per-class probe scores over the gathered held-out rows too
         "--trainer.log_every_n_steps", "1",
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",

@@ -35,6 +35,7 @@ def pretrain_args(encoder: Path, root: Path) -> list[str]:
         "--data.batch_size", "16",
         "--trainer.max_steps", "3",
         "--trainer.val_check_interval", "3",
+        "--model.probe_per_class", "true",
         "--trainer.log_every_n_steps", "1",
         "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false",
@@ -65,7 +66,9 @@ def test_pretraining_logs_every_term_and_the_held_out_geometry(pretrained_checkp
     for column in ("train/loss_step", "train/scl_step", "train/map_step", "train/rr_step",
                    "train/scl_valid_anchor_fraction_step", "train/scl_collapsed_step", "train/map_acc_step",
                    "val/alignment", "val/uniformity", "val/scl", "val/scl_collapsed", "val/mean_cosine",
-                   "val/effective_rank", "val/probe_centroid", "val/probe_knn", "val/encoder_probe_knn"):  # fmt: skip
+                   "val/effective_rank", "val/probe_centroid", "val/probe_knn", "val/encoder_probe_knn",
+                   "val/probe_knn_macro_f1", "val/probe_centroid_recall/negative",
+                   "val/probe_knn_f1/neutral"):  # fmt: skip
         assert column in header, column
     logged = yaml.safe_load((run / "hparams.yaml").read_text())
     assert logged["loss"] == "scpt.losses.SupConLoss" and logged["loss_temperature"] == 0.5  # the shipped preset

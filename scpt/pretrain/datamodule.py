@@ -58,6 +58,7 @@ from scpt.data.encoding import (
     collate_pretraining,
     encode_pretraining_example,
 )
+from scpt.data.long_tail import long_tailed_subset
 from scpt.data.sampling import ClassGroupBatchSampler, SequentialBatchSampler
 from scpt.encoders import DEFAULT_ENCODER, load_tokenizer
 from scpt.training.sharding import process_split, shared_seed, training_loader
@@ -105,6 +106,10 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
         val_size: held-out examples for the representation metrics (drawn with ``split_seed``); 0 for none.
         probe_size: training examples the held-out probe compares against (drawn with ``split_seed``;
             0: no probe).
+        imbalance_ratio: subsample the training split to a long tail with this head-to-tail ratio
+            (exponential profile, :mod:`scpt.data.long_tail`; drawn with ``split_seed``); the held-out
+            slice keeps the corpus's own distribution, so per-class probe scores stay comparable. ``None``: all.
+        imbalance_order: the classes from head to tail (``None``: by decreasing frequency in the training split).
         limit: use only the first ``limit`` corpus examples (smoke tests, quick runs).
     """
 
@@ -130,6 +135,8 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
         class_balanced: bool = False,
         val_size: int = 512,
         probe_size: int = 2048,
+        imbalance_ratio: float | None = None,
+        imbalance_order: list[str] | None = None,
         limit: int | None = None,
         num_workers: int = 0,
     ) -> None:
@@ -152,6 +159,10 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
                 "aspect per example (data.in_domain with data.label_mode 'aspect'); "
                 "use --data.input_format sentence"
             )
+        if imbalance_ratio is not None and not imbalance_ratio >= 1:
+            raise ValueError(f"data.imbalance_ratio must be >= 1 (head size / tail size), got {imbalance_ratio}")
+        if imbalance_order is not None and imbalance_ratio is None:
+            raise ValueError("data.imbalance_order is set but data.imbalance_ratio is not: set both, or neither")
         self.file_classes = file_classes(file_format, label_map, classes)
         if in_domain and classes is not None and set(POLARITIES) - set(self.file_classes):
             raise ValueError(
@@ -227,6 +238,8 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
             "train": [e for i, e in enumerate(encoded) if i not in held_out],
             "val": [e for i, e in enumerate(encoded) if i in held_out],
         }
+        if hp.imbalance_ratio is not None:
+            self.encoded["train"] = self._long_tailed(self.encoded["train"])
         train = self.encoded["train"]
         probe = torch.randperm(len(train), generator=generator)[: hp.probe_size if held_out else 0]
         self.encoded["probe"] = [train[i] for i in sorted(probe.tolist())]
@@ -235,6 +248,22 @@ class ContrastivePretrainDataModule(pl.LightningDataModule):
             f"[pretrain] corpus: {self.report.summary()}; train {len(self.encoded['train'])} "
             f"({', '.join(f'{k} {v}' for k, v in counts.items())}), held out {len(self.encoded['val'])}"
         )
+
+    def _long_tailed(self, train: list[PretrainEncoding]) -> list[PretrainEncoding]:
+        """``train`` subsampled to ``imbalance_ratio`` over ``imbalance_order`` (head first)."""
+        hp = self.hparams
+        order = None
+        if hp.imbalance_order is not None:
+            unknown = [name for name in hp.imbalance_order if name not in self.class_names]
+            if unknown or len(set(hp.imbalance_order)) != len(hp.imbalance_order):
+                raise ValueError(
+                    f"data.imbalance_order {list(hp.imbalance_order)}: "
+                    + (f"unknown classes {unknown}" if unknown else "a class is named twice")
+                    + f"; the corpus's classes are {list(self.class_names)}"
+                )
+            order = [self.class_names.index(name) for name in hp.imbalance_order]
+        kept = long_tailed_subset([e.label for e in train], hp.imbalance_ratio, order, seed=hp.split_seed)
+        return [train[i] for i in kept]
 
     def _collate(self, examples: list[PretrainEncoding]) -> dict[str, Tensor]:
         return collate_pretraining(examples, self.tokenizer.pad_token_id)

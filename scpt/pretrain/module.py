@@ -34,6 +34,7 @@ from scpt.pretrain.metrics import (
     knn_probe_accuracy,
     mean_cosine,
     normalized,
+    per_class_probe_scores,
     uniformity,
 )
 from scpt.pretrain.objectives import (
@@ -88,6 +89,9 @@ class ContrastivePretrainModule(EncoderModule):
             gradient stays the full batch's (``None``: one pass over the batch).
         learning_rate, weight_decay, warmup_ratio: AdamW with linear warmup and decay.
         probe_k: k of the held-out k-NN probe.
+        probe_per_class: also log each probe's per-class recall (per-class accuracy) and F1 and its macro-F1
+            on the projected features, ``val/probe_<centroid|knn>_<recall|f1>/<class>`` and
+            ``val/probe_<centroid|knn>_macro_f1`` (for long-tailed corpora, where accuracy hides the tail).
         projection_every: draw the held-out features in 2-D (t-SNE up to 1024 points, else PCA; ~2 s for
             512 points on 2 CPU cores) at the first validation and every ``projection_every``-th after it,
             coloured by label, for the loggers (W&B image and table, TensorBoard image, else a PNG file
@@ -117,6 +121,7 @@ class ContrastivePretrainModule(EncoderModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         probe_k: int = 10,
+        probe_per_class: bool = False,
         projection_every: int = 1,
     ) -> None:
         super().__init__(encoder, warmup_ratio=warmup_ratio)
@@ -367,6 +372,14 @@ class ContrastivePretrainModule(EncoderModule):
                 metrics[f"{prefix}probe_knn"] = knn_probe_accuracy(
                     query, labels, pool, reference["labels"], k=self.hparams.probe_k
                 )
+            if self.hparams.get("probe_per_class", False):
+                datamodule = getattr(self.trainer, "datamodule", None)
+                metrics.update(
+                    per_class_probe_scores(
+                        held_out["features"], labels, reference["features"], reference["labels"],
+                        k=self.hparams.probe_k, class_names=tuple(getattr(datamodule, "class_names", ()) or ()),
+                    )
+                )  # fmt: skip
         loss = self.contrastive.loss if self.contrastive is not None else None
         if loss is not None and loss.uses_labels and loss.min_views == 1:
             metrics["scl"] = loss(z.unsqueeze(1), labels)
