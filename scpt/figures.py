@@ -530,6 +530,135 @@ def plot_collapse_probe_curves(records: Path, out: Path, size: tuple[float, floa
     draw_collapse_probe_curves(read_collapse_runs(records), out, size)
 
 
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
+#: The L_out vs L_in experiment's fine-tuning metrics (experiments/lout_vs_lin/records/results.json), as plotted.
+LOUT_LIN_METRICS = (("acc", "accuracy"), ("macro_f1", "macro-F1"), ("ise_acc", "ISE acc."), ("ese_acc", "ESE acc."))
+
+
+def read_lout_vs_lin(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """``dataset -> variant ("out", "in") -> {"probe": {metric: value}, "seeds": {seed: {metric: value}}}`` of
+    the L_out vs L_in record (``experiments/lout_vs_lin/summarize.py --records``)."""
+    data = json.loads(Path(path).read_text())
+    return {
+        dataset: {variant: {"probe": arm["probe"], "seeds": arm["seeds"]} for variant, arm in arms.items()}
+        for dataset, arms in data.items()
+    }
+
+
+def plot_lout_vs_lin(records: Path, out: Path, size: tuple[float, float] = (11.0, 7.0)) -> None:
+    """Per dataset (rows): phase 1's held-out probes for each loss, and phase 2's test metrics, mean ± std over
+    seeds with every seed as a dot."""
+    results = read_lout_vs_lin(records)
+    figure = _new_figure(size)
+    grid = figure.subplots(len(results), 2, squeeze=False, gridspec_kw={"width_ratios": [1, 2.2]})
+    styles = {"out": ("SupCon L_out", "tab:blue"), "in": ("SupCon L_in", "tab:orange")}
+    for row, (dataset, arms) in enumerate(results.items()):
+        probe_axes, finetune_axes = grid[row]
+        probes = (("val/probe_knn", "10-NN"), ("val/probe_centroid", "centroid"))
+        for offset, (variant, (label, colour)) in enumerate(styles.items()):
+            if variant not in arms:
+                continue
+            arm = arms[variant]
+            xs = [i + (offset - 0.5) * 0.38 for i in range(len(probes))]
+            probe_axes.bar(xs, [arm["probe"][key] for key, _ in probes], width=0.36, color=colour, label=label)
+            seeds = arm["seeds"]
+            for i, (key, _) in enumerate(LOUT_LIN_METRICS):
+                values = [run[key] for run in seeds.values()]
+                mean, std = _mean_std(values)
+                x = i + (offset - 0.5) * 0.38
+                finetune_axes.bar(
+                    x, mean, yerr=std, width=0.36, color=colour, capsize=3, alpha=0.8, label=label if i == 0 else None
+                )
+                finetune_axes.plot([x] * len(values), values, "k.", markersize=4)
+        probe_axes.set_xticks(range(len(probes)), [name for _, name in probes])
+        probe_axes.set_ylim(0.3, 0.8)
+        probe_axes.set_ylabel("held-out probe accuracy")
+        name = dataset.removesuffix("s").capitalize()
+        probe_axes.set_title(f"{name}: phase 1 (one seed)")
+        probe_axes.legend(fontsize=8, loc="upper left")
+        finetune_axes.set_xticks(range(len(LOUT_LIN_METRICS)), [name for _, name in LOUT_LIN_METRICS])
+        finetune_axes.set_ylim(50, 95)
+        finetune_axes.set_ylabel("test %, mean ± std (dots: seeds)")
+        finetune_axes.set_title(f"{name}: phase 2 fine-tuned from each encoder")
+        finetune_axes.legend(fontsize=8, loc="upper left")
+    figure.suptitle(f"SupCon L_out vs L_in as the phase-1 loss (experiments/lout_vs_lin; {MACHINE})")
+    figure.tight_layout(rect=(0, 0, 1, 0.96))
+    _save(figure, out)
+
+
+#: The DSCL long-tail experiment's classes, head to tail (experiments/dscl_long_tail/run.sh).
+LONG_TAIL_CLASSES = ("neutral", "positive", "negative")
+
+
+def _long_tail_setting(name: str) -> str:
+    """``supcon_out`` -> ``SupCon L_out``; ``dscl_alpha_0.25`` -> ``DSCL a=0.25``."""
+    return "SupCon L_out" if name == "supcon_out" else "DSCL a=" + name.removeprefix("dscl_alpha_")
+
+
+def read_long_tail(path: Path) -> dict[str, dict[str, list[float]]]:
+    """``setting -> metric -> [value per seed]`` of the DSCL long-tail record
+    (``experiments/dscl_long_tail/summarize.py --records``), settings in the record's order."""
+    data = json.loads(Path(path).read_text())
+    out: dict[str, dict[str, list[float]]] = {}
+    for setting, seeds in data.items():
+        metrics: dict[str, list[float]] = {}
+        for seed in sorted(seeds, key=int):
+            for key, value in seeds[seed].items():
+                metrics.setdefault(key, []).append(float(value))
+        out[setting] = metrics
+    return out
+
+
+def plot_dscl_long_tail(records: Path, out: Path, size: tuple[float, float] = (13.0, 4.6)) -> None:
+    """Per setting (SupCon L_out, DSCL at each alpha): each class's held-out recall under the centroid and
+    10-NN probes, head to tail, and the macro-F1 and tail-class F1 of both probes (mean ± std over seeds)."""
+    results = read_long_tail(records)
+    settings = list(results)
+    figure = _new_figure(size)
+    axes_list = figure.subplots(1, 3)
+    colours = ("tab:green", "tab:blue", "tab:red")
+    width = 0.8 / len(LONG_TAIL_CLASSES)
+    for axes, probe, title in zip(axes_list[:2], ("centroid", "knn"), ("centroid probe", "10-NN probe")):
+        for c, (name, colour) in enumerate(zip(LONG_TAIL_CLASSES, colours)):
+            stats = [_mean_std(results[s][f"val/probe_{probe}_recall/{name}"]) for s in settings]
+            xs = [i + (c - (len(LONG_TAIL_CLASSES) - 1) / 2) * width for i in range(len(settings))]
+            role = " (head)" if c == 0 else " (tail)" if c == len(LONG_TAIL_CLASSES) - 1 else ""
+            means, errors = [m for m, _ in stats], [e for _, e in stats]
+            axes.bar(xs, means, yerr=errors, width=width, color=colour, capsize=2, label=name + role)
+        axes.set_xticks(range(len(settings)), [_long_tail_setting(s) for s in settings], rotation=20, fontsize=8)
+        axes.set_ylim(0, 1)
+        axes.set_ylabel("held-out recall (per-class accuracy)")
+        axes.set_title(title)
+        axes.legend(fontsize=8, loc="upper right")
+    axes = axes_list[2]
+    xs = list(range(len(settings)))
+    for probe, marker in (("centroid", "o"), ("knn", "s")):
+        label = "centroid" if probe == "centroid" else "10-NN"
+        for key, style, what in ((f"val/probe_{probe}_macro_f1", "-", "macro-F1"),
+                                 (f"val/probe_{probe}_f1/{LONG_TAIL_CLASSES[-1]}", "--", "tail F1")):  # fmt: skip
+            stats = [_mean_std(results[s][key]) for s in settings]
+            axes.errorbar(xs, [m for m, _ in stats], yerr=[e for _, e in stats], fmt=marker + style, capsize=2,
+                          label=f"{label} {what}")  # fmt: skip
+    axes.set_xticks(xs, [_long_tail_setting(s) for s in settings], rotation=20, fontsize=8)
+    axes.set_ylabel("held-out F1")
+    axes.set_title("macro-F1 and tail-class F1")
+    axes.legend(fontsize=8)
+    seeds = max(len(next(iter(m.values()))) for m in results.values())
+    figure.suptitle(
+        f"DSCL vs SupCon on a 10:1 long-tailed Restaurant corpus, {seeds} seed(s) "
+        f"(experiments/dscl_long_tail; {MACHINE})"
+    )
+    figure.tight_layout(rect=(0, 0, 1, 0.94))
+    _save(figure, out)
+
+
 # --------------------------------------------------------------------------------------------------
 # The registry and the command
 # --------------------------------------------------------------------------------------------------
@@ -649,6 +778,13 @@ FIGURES: dict[str, FigureSpec] = {
         "collapse study: held-out probe, mean cosine and loss / collapsed value vs examples seen, per run",
         COLLAPSE_SIZE,
         lambda records, out, size: plot_collapse_probe_curves(records, out, size=size),
+    ),
+    "lout_vs_lin": FigureSpec(
+        ("experiments/lout_vs_lin/records/results.json",),
+        "experiments/lout_vs_lin/lout_vs_lin.png",
+        "L_out vs L_in in phase 1: held-out probes, and phase-2 test metrics per seed, per dataset",
+        (11.0, 7.0),
+        lambda records, out, size: plot_lout_vs_lin(records, out, size=size),
     ),
     "sweep_heatmaps": FigureSpec(
         ("experiments/sweeps/records/one_view/trials.csv", "experiments/sweeps/records/two_views/trials.csv"),

@@ -240,3 +240,56 @@ def test_sweep_grid_reads_a_trials_table(tmp_path: Path) -> None:
         "3,COMPLETE,0.5,0.2,0.25,10.0,\n"
     )
     assert read_sweep_grid(path, "val/probe_knn") == ([0.1, 0.5], [0.1, 0.2], [[0.5, 0.75], [None, 0.25]])
+
+
+def _long_tail_run(root: Path, setting: str, seed: int, values: dict[str, float], seconds: int) -> None:
+    """A run folder as experiments/dscl_long_tail/run.sh leaves it: an earlier validation, a train row, the last
+    validation, and time.json."""
+    run = root / setting / f"seed_{seed}"
+    keys = sorted(values)
+    earlier = ",".join("0.1" for _ in keys)
+    blanks = ",".join("" for _ in keys)
+    write(
+        run / "restaurants" / "version_0" / "metrics.csv",
+        f"epoch,step,train/loss_step,{','.join(keys)}\n0,149,,{earlier}\n1,200,3.5,{blanks}\n"
+        f"1,299,,{','.join(str(values[k]) for k in keys)}\n",
+    )
+    write(run / "time.json", json.dumps({"seconds": seconds, "steps": 300}))
+
+
+def test_long_tail_summary_reads_the_last_validation_and_the_figure_draws_it(tmp_path: Path) -> None:
+    summarize = load_script("experiments/dscl_long_tail/summarize.py")
+    keys = [key for _, key in summarize.columns()]
+    base = {key: 0.5 for key in keys} | {"val/probe_knn_recall/negative": 0.2, "val/probe_knn_f1/negative": 0.3}
+    dscl = base | {"val/probe_knn_recall/negative": 0.35, "val/probe_knn_f1/negative": 0.4}
+    _long_tail_run(tmp_path / "runs", "supcon_out", 1, base, 600)
+    _long_tail_run(tmp_path / "runs", "dscl_alpha_0.25", 1, dscl, 660)
+    _long_tail_run(tmp_path / "runs", "dscl_alpha_0.05", 1, dscl, 660)
+    (tmp_path / "runs" / "dscl_alpha_0.5" / "seed_1").mkdir(parents=True)  # unfinished: no time.json
+    results = summarize.collect(tmp_path / "runs")
+    assert list(results) == ["supcon_out", "dscl_alpha_0.05", "dscl_alpha_0.25"]  # SupCon, then by alpha
+    assert results["supcon_out"]["1"]["val/probe_knn_recall/negative"] == 0.2
+    assert results["supcon_out"]["1"]["step"] == 299 and results["supcon_out"]["1"]["seconds"] == 600
+    table = summarize.tables(results)
+    assert "| dscl_alpha_0.25 | 1 |" in table and "| 10.0 |" in table and "| 11.0 |" in table  # minutes
+    paired = table.split("Paired differences")[1]
+    assert "0.150" in paired and "0.100" in paired  # tail recall +0.15, tail F1 +0.10
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "results.json").write_text(json.dumps(results))
+    read = figures.read_long_tail(records / "results.json")
+    assert read["dscl_alpha_0.25"]["val/probe_knn_recall/negative"] == [0.35]
+    out = tmp_path / "long_tail.png"
+    figures.plot_dscl_long_tail(records / "results.json", out, size=(6.0, 3.0))
+    assert png_size(out) == (600, 300)
+
+
+def test_read_lout_vs_lin_known_values(tmp_path: Path) -> None:
+    seeds = {"1": {"acc": 80.0, "macro_f1": 70.0, "ise_acc": 60.0, "ese_acc": 90.0}}
+    arm = {"probe": {"val/probe_knn": 0.5, "val/probe_centroid": 0.4}, "pretrain_seconds": 10, "seeds": seeds}
+    path = write(tmp_path / "results.json", json.dumps({"laptops": {"out": arm, "in": arm}}))
+    read = figures.read_lout_vs_lin(path)
+    assert read == {"laptops": {v: {"probe": arm["probe"], "seeds": arm["seeds"]} for v in ("out", "in")}}
+    figures.plot_lout_vs_lin(path, tmp_path / "plot.png", size=(5.0, 3.0))
+    assert png_size(tmp_path / "plot.png") == (500, 300)
+    assert figures._mean_std([1.0, 3.0]) == (2.0, 2**0.5) and figures._mean_std([4.0]) == (4.0, 0.0)
