@@ -602,12 +602,18 @@ def _long_tail_setting(name: str) -> str:
     return "SupCon L_out" if name == "supcon_out" else "DSCL a=" + name.removeprefix("dscl_alpha_")
 
 
+def _long_tail_order(name: str) -> tuple[int, float]:
+    """SupCon first, then DSCL by alpha."""
+    return (0, 0.0) if not name.startswith("dscl_alpha_") else (1, float(name.removeprefix("dscl_alpha_")))
+
+
 def read_long_tail(path: Path) -> dict[str, dict[str, list[float]]]:
     """``setting -> metric -> [value per seed]`` of the DSCL long-tail record
-    (``experiments/dscl_long_tail/summarize.py --records``), settings in the record's order."""
+    (``experiments/dscl_long_tail/summarize.py --records``): SupCon first, then DSCL by alpha."""
     data = json.loads(Path(path).read_text())
     out: dict[str, dict[str, list[float]]] = {}
-    for setting, seeds in data.items():
+    order = sorted(data, key=_long_tail_order)
+    for setting, seeds in ((name, data[name]) for name in order):
         metrics: dict[str, list[float]] = {}
         for seed in sorted(seeds, key=int):
             for key, value in seeds[seed].items():
@@ -633,10 +639,11 @@ def plot_dscl_long_tail(records: Path, out: Path, size: tuple[float, float] = (1
             means, errors = [m for m, _ in stats], [e for _, e in stats]
             axes.bar(xs, means, yerr=errors, width=width, color=colour, capsize=2, label=name + role)
         axes.set_xticks(range(len(settings)), [_long_tail_setting(s) for s in settings], rotation=20, fontsize=8)
-        axes.set_ylim(0, 1)
+        axes.set_ylim(0, 1.2)
+        axes.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
         axes.set_ylabel("held-out recall (per-class accuracy)")
         axes.set_title(title)
-        axes.legend(fontsize=8, loc="upper right")
+        axes.legend(fontsize=8, loc="upper center", ncol=3)
     axes = axes_list[2]
     xs = list(range(len(settings)))
     for probe, marker in (("centroid", "o"), ("knn", "s")):
@@ -650,12 +657,13 @@ def plot_dscl_long_tail(records: Path, out: Path, size: tuple[float, float] = (1
     axes.set_ylabel("held-out F1")
     axes.set_title("macro-F1 and tail-class F1")
     axes.legend(fontsize=8)
-    seeds = max(len(next(iter(m.values()))) for m in results.values())
+    counts = sorted({len(next(iter(m.values()))) for m in results.values()})
+    seeds = f"{counts[0]} seed{'s' if counts[0] > 1 else ''}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} seeds"
     figure.suptitle(
-        f"DSCL vs SupCon on a 10:1 long-tailed Restaurant corpus, {seeds} seed(s) "
+        f"DSCL vs SupCon L_out on a 10:1 long-tailed Restaurant corpus, {seeds} per setting\n"
         f"(experiments/dscl_long_tail; {MACHINE})"
     )
-    figure.tight_layout(rect=(0, 0, 1, 0.94))
+    figure.tight_layout(rect=(0, 0, 1, 0.9))
     _save(figure, out)
 
 

@@ -280,8 +280,8 @@ def test_long_tail_summary_reads_the_last_validation_and_the_figure_draws_it(tmp
     read = figures.read_long_tail(records / "results.json")
     assert read["dscl_alpha_0.25"]["val/probe_knn_recall/negative"] == [0.35]
     out = tmp_path / "long_tail.png"
-    figures.plot_dscl_long_tail(records / "results.json", out, size=(6.0, 3.0))
-    assert png_size(out) == (600, 300)
+    figures.plot_dscl_long_tail(records / "results.json", out, size=(12.0, 4.0))
+    assert png_size(out) == (1200, 400)
 
 
 def test_read_lout_vs_lin_known_values(tmp_path: Path) -> None:
