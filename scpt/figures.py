@@ -794,6 +794,13 @@ FIGURES: dict[str, FigureSpec] = {
         (11.0, 7.0),
         lambda records, out, size: plot_lout_vs_lin(records, out, size=size),
     ),
+    "dscl_long_tail": FigureSpec(
+        ("experiments/dscl_long_tail/records/results.json",),
+        "experiments/dscl_long_tail/long_tail.png",
+        "DSCL alpha sweep vs SupCon L_out on a 10:1 long-tailed corpus: per-class held-out recall, macro-F1, tail F1",
+        (13.0, 4.6),
+        lambda records, out, size: plot_dscl_long_tail(records, out, size=size),
+    ),
     "sweep_heatmaps": FigureSpec(
         ("experiments/sweeps/records/one_view/trials.csv", "experiments/sweeps/records/two_views/trials.csv"),
         "experiments/sweeps/heatmaps.png",

@@ -75,7 +75,7 @@ def test_pretrain_config_names_the_logger_preset() -> None:
     logger = config.trainer.logger
     assert logger.class_path == "pytorch_lightning.loggers.CSVLogger"  # from configs/logger/csv.yaml
     assert (logger.init_args.save_dir, logger.init_args.name) == ("runs/pretrain", "restaurants")
-    assert config.trainer.max_epochs == 1 and config.trainer.val_check_interval == 0.5
+    assert config.trainer.max_epochs == 3 and config.trainer.val_check_interval == 0.5  # chosen on the probe
     assert config.trainer.callbacks[0].init_args.save_last is True
     assert config.trainer.callbacks[-1].class_path == "scpt.training.progress.ProgressLog"
     assert config.trainer.callbacks[-1].init_args.every_seconds == 60 and config.trainer.enable_progress_bar in (

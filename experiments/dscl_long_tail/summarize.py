@@ -54,7 +54,7 @@ def collect(root: Path) -> dict[str, dict[str, dict[str, float]]]:
 
 def columns() -> list[tuple[str, str]]:
     """(header, key) of the table's columns."""
-    out = [("10-NN acc", "val/probe_knn"), ("centroid acc", "val/probe_centroid")]
+    out = [("10-NN acc", "val/probe_knn"), ("centroid acc", "val/probe_centroid"), ("mean cos", "val/mean_cosine")]
     for probe in PROBES:
         out.append((f"{probe} macro-F1", f"val/probe_{probe}_macro_f1"))
         out += [(f"{probe} recall {c}", f"val/probe_{probe}_recall/{c}") for c in CLASSES]
