@@ -18,6 +18,7 @@ import argparse
 import csv
 import json
 import re
+import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -532,10 +533,7 @@ def plot_collapse_probe_curves(records: Path, out: Path, size: tuple[float, floa
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for one value)."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 #: The L_out vs L_in experiment's fine-tuning metrics (experiments/lout_vs_lin/records/results.json), as plotted.

@@ -12,6 +12,7 @@ supply, n_0 = min_i count_i · r^(i / (C - 1)), so that the ratios are exact and
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import torch
@@ -51,12 +52,9 @@ def long_tailed_subset(
             Classes left out of ``order`` are dropped.
         seed: the draw within each class.
     """
-    present = sorted(set(labels))
-    counts = {c: 0 for c in present}
-    for label in labels:
-        counts[label] += 1
+    counts = Counter(labels)
     if order is None:
-        order = sorted(present, key=lambda c: (-counts[c], c))
+        order = sorted(counts, key=lambda c: (-counts[c], c))
     missing = [c for c in order if c not in counts]
     if missing:
         raise ValueError(f"long-tail order names classes without examples: {missing}")

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from scpt.training.dashboards import class_name
+
 
 def _pair_distances(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Squared distances of all pairs i < j of ``z`` [N, D], with their row and column indices."""
@@ -196,7 +198,22 @@ def per_class_probe_scores(
         scores[f"probe_{kind}_macro_f1"] = per_class.macro_f1
         for c in range(num_classes):
             if not torch.isnan(per_class.recall[c]):
-                name = class_names[c] if c < len(class_names) else str(c)
-                scores[f"probe_{kind}_recall/{name}"] = per_class.recall[c]
-                scores[f"probe_{kind}_f1/{name}"] = per_class.f1[c]
+                scores[f"probe_{kind}_recall/{class_name(c, class_names)}"] = per_class.recall[c]
+                scores[f"probe_{kind}_f1/{class_name(c, class_names)}"] = per_class.f1[c]
     return scores
+
+
+__all__ = [
+    "PerClassScores",
+    "alignment",
+    "centroid_probe_accuracy",
+    "centroid_probe_predictions",
+    "effective_rank",
+    "knn_probe_accuracy",
+    "knn_probe_predictions",
+    "mean_cosine",
+    "normalized",
+    "per_class_probe_scores",
+    "per_class_scores",
+    "uniformity",
+]
