@@ -118,6 +118,7 @@ def read_grad_cache(path: Path) -> list[GradCachePoint]:
 PRETRAIN_COLUMNS = (
     "train/scl_step",
     "train/scl_collapsed_step",
+    "train/scl_floor_step",
     "train/map_step",
     "train/rr_step",
     "val/probe_knn",
@@ -419,6 +420,8 @@ def plot_pipeline_curves(
     scl = grid[0][0]
     scl.plot(*_series(phase1, "train/scl_step"), color="tab:blue", label="train SupCon")
     scl.plot(*_series(phase1, "train/scl_collapsed_step"), color="grey", ls="--", label="its collapsed value")
+    if any("train/scl_floor_step" in row for row in phase1):  # logged since the floor was added
+        scl.plot(*_series(phase1, "train/scl_floor_step"), color="grey", ls=":", label="its floor (classes separated)")
     scl.set(title="phase 1: contrastive term (train, per step)", xlabel=step_label)
     scl.text(
         0.98, 0.3, "the collapsed value, scale · log|A(a)|,\nrises while the queue fills",

@@ -475,6 +475,62 @@ def test_collapsed_loss_is_log_contrast_size(make, call, contrast_size):
     assert math.isclose(float(loss), expected, rel_tol=1e-9)
 
 
+# --------------------------------------------------------------------------------------------------
+# the floor: log(|P(a)| + |N(a)| e^(-2/tau)), reached by two classes at opposite poles (docs/design.md §7)
+
+
+@pytest.mark.parametrize("variant", ["out", "in"])
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_two_antipodal_classes_sit_exactly_on_the_floor(variant, temperature):
+    """Samples 0, 1 at +e1 and 2, 3 at -e1, one view, plus a memory of one +e1 and two -e1 entries.
+
+    Anchor 0: |A| = 3 + 3 = 6 entries, P = {1, memory 0} (cosine 1), N = {2, 3, memory 1, 2} (cosine -1), so
+    L_out = L_in = log(2 e^(1/tau) + 4 e^(-1/tau)) - 1/tau = log(2 + 4 e^(-2/tau)). Anchors 2, 3: P = {the
+    other, memory 1, 2}, N = 3 entries: log(3 + 3 e^(-2/tau)).
+    """
+    e1 = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    features = torch.stack([e1, e1, -e1, -e1])
+    labels = torch.tensor([0, 0, 1, 1])
+    memory, memory_labels = torch.stack([e1, -e1, -e1]), torch.tensor([0, 1, 1])
+    loss_fn = SupConLoss(temperature=temperature, variant=variant)
+    loss = loss_fn(features, labels, memory=memory, memory_labels=memory_labels)
+    decay = math.exp(-2 / temperature)
+    expected = (2 * math.log(2 + 4 * decay) + 2 * math.log(3 + 3 * decay)) / 4
+    assert math.isclose(float(loss), expected, rel_tol=1e-12)
+    assert math.isclose(float(loss_fn.last_stats.floor_loss), expected, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("variant", ["out", "in"])
+@pytest.mark.parametrize("seed", range(5))
+def test_floor_bounds_the_loss_from_below(variant, seed):
+    """Random features, 3 classes, 2 views, a labelled memory, tau / base_tau = 2: floor <= loss <= ...,
+    and the floor is scale · mean log(|P| + |N| e^(-2/tau)) with |P(a)| counted by hand."""
+    features, memory = _randn(6, 2, 5, seed=seed), _randn(4, 5, seed=seed + 100)
+    labels, memory_labels = torch.tensor([0, 0, 1, 2, 2, 2]), torch.tensor([1, 2, 0, 0])
+    loss_fn = SupConLoss(temperature=0.2, base_temperature=0.1, variant=variant)
+    loss = loss_fn(features, labels, memory=memory, memory_labels=memory_labels)
+    view_labels = labels.repeat_interleave(2).tolist()
+    contrast_labels = view_labels + memory_labels.tolist()
+    per_anchor = []
+    for a, label in enumerate(view_labels):
+        positives = sum(1 for b, other in enumerate(contrast_labels) if b != a and other == label)
+        negatives = len(contrast_labels) - 1 - positives
+        per_anchor.append(math.log(positives + negatives * math.exp(-2 / 0.2)))
+    expected_floor = 2.0 * sum(per_anchor) / len(per_anchor)
+    assert math.isclose(float(loss_fn.last_stats.floor_loss), expected_floor, rel_tol=1e-12)
+    assert expected_floor < float(loss) < loss_fn.last_stats.collapsed_loss + loss_fn.last_stats.similarity_span
+
+
+def test_floor_is_defined_for_supcon_only():
+    features, labels = _randn(4, 2, 3, seed=1), torch.tensor([0, 1, 0, 1])
+    no_positive = SupConLoss()
+    no_positive(_randn(2, 3, seed=2), torch.tensor([0, 1]))
+    assert math.isnan(float(no_positive.last_stats.floor_loss))  # a NaN tensor: logged like any other step
+    unnormalised, dscl = SupConLoss(normalize=False), DSCLLoss(alpha=0.2)
+    unnormalised(features, labels), dscl(features, labels)
+    assert all(isinstance(fn.last_stats.floor_loss, float) for fn in (unnormalised, dscl))
+
+
 def test_loss_describes_itself_and_its_needs():
     assert SupConLoss(temperature=0.1, variant="in").hparams() == {
         "loss": "scpt.losses.SupConLoss",

@@ -65,6 +65,7 @@ def test_pretraining_logs_every_term_and_the_held_out_geometry(pretrained_checkp
     header = rows[0].split(",")
     for column in ("train/loss_step", "train/scl_step", "train/map_step", "train/rr_step",
                    "train/scl_valid_anchor_fraction_step", "train/scl_collapsed_step", "train/map_acc_step",
+                   "train/scl_floor_step", "val/scl_floor",
                    "val/alignment", "val/uniformity", "val/scl", "val/scl_collapsed", "val/mean_cosine",
                    "val/effective_rank", "val/probe_centroid", "val/probe_knn", "val/encoder_probe_knn",
                    "val/probe_knn_macro_f1", "val/probe_centroid_recall/negative",
@@ -85,6 +86,9 @@ def test_pretraining_logs_every_term_and_the_held_out_geometry(pretrained_checkp
         if r.split(",")[header.index("val/uniformity")]
     ]
     assert uniformity and all(-4.0 <= u <= 0.0 for u in uniformity)  # log E exp(-2 d^2) lies in [-4, 0] on the sphere
+    columns = [header.index(c) for c in ("train/scl_floor_step", "train/scl_step", "train/scl_collapsed_step")]
+    steps = [[float(r.split(",")[i]) for i in columns] for r in rows[1:] if r.split(",")[columns[0]]]
+    assert len(steps) == 3 and all(floor < loss and floor < collapsed for floor, loss, collapsed in steps)
 
 
 @needs_data

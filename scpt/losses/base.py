@@ -25,10 +25,13 @@ class AnchorLosses(NamedTuple):
     Attributes:
         losses: ``[K]`` the loss of each anchor that has at least one positive, in anchor order.
         valid: ``[A]`` bool, which anchors have a positive (``valid.sum() == K``).
+        positive_counts: ``[K]`` |P(a)| of those anchors, for losses whose floor follows from it
+            (SupCon; :meth:`ContrastiveLoss.record`); ``None`` otherwise.
     """
 
     losses: Tensor
     valid: Tensor
+    positive_counts: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,12 @@ class LossStats:
         similarity_span: ``scale · 2 / tau``, how far similarities can move the loss (cosines lie in
             [-1, 1]); the yardstick for "close to the collapsed value" at any temperature. NaN without
             normalisation.
+        floor_loss: the lowest value the loss can take on this batch's label structure (SupCon L_out
+            and L_in with normalised features): ``scale · mean_a log(|P(a)| + |N(a)| e^(-2/tau))``,
+            every positive at cosine 1 and every negative at -1 (docs/design.md §7). It is reached
+            with two classes; with a memory queue it is far above 0 (about log |P(a)|), so
+            ``(collapsed - loss) / (collapsed - floor)`` says how far a run has come. A 0-dim tensor
+            (no device sync); NaN where not defined.
     """
 
     num_anchors: int
@@ -53,6 +62,7 @@ class LossStats:
     contrast_size: int = 0
     collapsed_loss: float = float("nan")
     similarity_span: float = float("nan")
+    floor_loss: Tensor | float = float("nan")
 
     @property
     def valid_fraction(self) -> float:
@@ -151,12 +161,19 @@ class ContrastiveLoss(nn.Module):
 
     def record(self, anchor_losses: AnchorLosses, contrast_size: int, collapsed: float | None = None) -> None:
         """Keep :class:`LossStats` of this call; ``contrast_size`` is |A(a)|; ``collapsed`` defaults to
-        ``scale · log |A(a)|``."""
+        ``scale · log |A(a)|``; the floor comes from ``anchor_losses.positive_counts`` when given."""
         if collapsed is None:
             collapsed = self.scale * math.log(contrast_size) if contrast_size > 0 else float("nan")
         span = self.scale * 2.0 / self.temperature if self.normalize else float("nan")
+        floor: Tensor | float = float("nan")
+        counts = anchor_losses.positive_counts
+        if counts is not None and self.normalize:  # a tensor on every call (the same logged keys on every process)
+            with torch.no_grad():
+                positives = counts.double()
+                per_anchor = torch.log(positives + (contrast_size - positives) * math.exp(-2.0 / self.temperature))
+                floor = self.scale * per_anchor.mean() if per_anchor.numel() else per_anchor.new_tensor(math.nan)
         self.last_stats = LossStats(
-            int(anchor_losses.valid.numel()), int(anchor_losses.losses.numel()), contrast_size, collapsed, span
+            int(anchor_losses.valid.numel()), int(anchor_losses.losses.numel()), contrast_size, collapsed, span, floor
         )
 
     def prepare_memory(

@@ -70,7 +70,7 @@ def supcon_anchor_losses(
         chunk_size: see :func:`~scpt.losses.logsumexp.similarity_logsumexp`.
 
     Returns:
-        :class:`AnchorLosses` for the anchors with |P(a)| > 0.
+        :class:`AnchorLosses` for the anchors with |P(a)| > 0, with their |P(a)|.
     """
     if variant not in ("out", "in"):
         raise ValueError(f"SupCon variant must be 'out' or 'in', got {variant!r}")
@@ -78,7 +78,7 @@ def supcon_anchor_losses(
     valid = counts > 0
     rows = valid.nonzero().squeeze(1)
     if rows.numel() == 0:
-        return AnchorLosses(anchors.new_zeros(0), valid)
+        return AnchorLosses(anchors.new_zeros(0), valid, counts[rows])
 
     scaled = anchors[rows] / temperature  # [K, D]; logits = scaled @ contrast.T
     offsets = [] if self_columns is None else [ColumnOffset(self_columns[rows], float("-inf"))]
@@ -86,11 +86,11 @@ def supcon_anchor_losses(
     if variant == "out":
         lse_all, _ = similarity_logsumexp(scaled, contrast, offsets, chunk_size=chunk_size)
         mean_positive_logit = (scaled * positive_sums[rows]).sum(dim=1) / num_positives
-        return AnchorLosses(lse_all - mean_positive_logit, valid)
+        return AnchorLosses(lse_all - mean_positive_logit, valid, counts[rows])
     lse_all, lse_pos = similarity_logsumexp(
         scaled, contrast, offsets, positive_block=positives.subset(rows).block, chunk_size=chunk_size
     )
-    return AnchorLosses(lse_all - lse_pos + torch.log(num_positives), valid)
+    return AnchorLosses(lse_all - lse_pos + torch.log(num_positives), valid, counts[rows])
 
 
 class SupConLoss(ContrastiveLoss):

@@ -384,6 +384,8 @@ class ContrastivePretrainModule(EncoderModule):
         if loss is not None and loss.uses_labels and loss.min_views == 1:
             metrics["scl"] = loss(z.unsqueeze(1), labels)
             metrics["scl_collapsed"] = loss.last_stats.collapsed_loss
+            if isinstance(loss.last_stats.floor_loss, Tensor):
+                metrics["scl_floor"] = loss.last_stats.floor_loss
         for key, value in metrics.items():
             # the same value on every process (computed from the gathered rows): sync_dist averages equal
             # values, and tells Lightning that the epoch-level value is global

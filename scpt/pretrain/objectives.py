@@ -251,6 +251,8 @@ class ContrastiveObjective(Objective):
             metrics["valid_anchor_fraction"] = stats.valid_fraction
             metrics["collapsed"] = stats.collapsed_loss
             metrics["span"] = stats.similarity_span
+            if isinstance(stats.floor_loss, Tensor):  # defined for SupCon (LossStats.floor_loss)
+                metrics["floor"] = stats.floor_loss
         if self.queue is not None:
             metrics["queue_filled"] = float(len(self.queue))
             if self.training:
