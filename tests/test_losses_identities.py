@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -89,7 +90,10 @@ def test_dscl_with_one_view_is_supcon_out(alpha, chunk_size):
     supcon_fn = SupConLoss(temperature=0.2, variant="out", chunk_size=chunk_size)
     dscl_fn = DSCLLoss(temperature=0.2, alpha=alpha, chunk_size=chunk_size)
     ref.assert_rel(dscl_fn(features, labels), float(supcon_fn(features, labels)), rel=1e-12)
-    assert dscl_fn.last_stats == supcon_fn.last_stats
+    # the same stats, except the floor: DSCL defines none (unequal positive weights can go below SupCon's)
+    assert dscl_fn.last_stats == replace(supcon_fn.last_stats, floor_loss=dscl_fn.last_stats.floor_loss)
+    assert math.isnan(dscl_fn.last_stats.floor_loss)
+    assert float(supcon_fn.last_stats.floor_loss) < float(supcon_fn(features, labels))
     assert dscl_fn.last_stats.num_valid_anchors == 8
 
 

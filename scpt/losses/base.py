@@ -54,7 +54,8 @@ class LossStats:
             every positive at cosine 1 and every negative at -1 (docs/design.md §7). It is reached
             with two classes; with a memory queue it is far above 0 (about log |P(a)|), so
             ``(collapsed - loss) / (collapsed - floor)`` says how far a run has come. A 0-dim tensor
-            (no device sync); NaN where not defined.
+            (no device sync); the float NaN for other losses (DSCL's unequal positive weights can go
+            below it) and without normalisation.
     """
 
     num_anchors: int
