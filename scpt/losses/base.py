@@ -170,7 +170,7 @@ class ContrastiveLoss(nn.Module):
         counts = anchor_losses.positive_counts
         if counts is not None and self.normalize:  # a tensor on every call (the same logged keys on every process)
             with torch.no_grad():
-                positives = counts.double()
+                positives = counts.to(anchor_losses.losses.dtype)  # the loss's dtype (no float64 on e.g. MPS)
                 per_anchor = torch.log(positives + (contrast_size - positives) * math.exp(-2.0 / self.temperature))
                 floor = self.scale * per_anchor.mean() if per_anchor.numel() else per_anchor.new_tensor(math.nan)
         self.last_stats = LossStats(
