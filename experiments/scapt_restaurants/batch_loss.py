@@ -4,7 +4,7 @@ Phase 1 trains SupCon against the batch plus a 4,096-entry queue, whose collapse
 and whose floor is near log |P(a)| (docs/design.md §7). This script reads the same kind of loss the
 way the issue's collapse study did: training batches of 32 from the class-group sampler (the data
 seed), SupCon L_out at the run's temperature without the base-temperature factor, one view,
-features from the checkpoint's encoder and projection, and compares it with log 31 (collapsed) and
+features from the checkpoint's encoder, pooling and projection head, and compares it with log 31 (collapsed) and
 the floor of each batch:
 
     run=runs/pipeline/restaurants_quiet
@@ -20,11 +20,11 @@ from __future__ import annotations
 import argparse
 
 import torch
-from torch import nn
 
-from scpt.encoders import cls_vector, load_encoder
+from scpt.encoders import load_encoder, sentence_vector
 from scpt.losses import SupConLoss
 from scpt.pretrain.datamodule import ContrastivePretrainDataModule
+from scpt.pretrain.heads import ProjectionHead
 
 
 def main() -> None:
@@ -36,12 +36,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-    weights = {k.removeprefix("objectives.scl.projection.net."): v for k, v in checkpoint["state_dict"].items()
-               if k.startswith("objectives.scl.projection.net.")}  # fmt: skip
-    temperature = float(checkpoint["scpt_objective"]["loss_temperature"])  # the objective's description
+    described = checkpoint["scpt_objective"]  # the objective's description (ContrastiveObjective.hparams)
+    prefix = "objectives.scl.projection."
+    weights = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    temperature = float(described["loss_temperature"])
     encoder = load_encoder(args.encoder)
-    projection = nn.Linear(weights["weight"].shape[1], weights["weight"].shape[0])
+    projection = ProjectionHead(
+        encoder.config.hidden_size, described["projection_dim"], described["projection"], described["projection_norm"]
+    )
     projection.load_state_dict(weights)
+    projection.train(not args.eval)
     encoder.train(not args.eval)
     loss_fn = SupConLoss(temperature=temperature)  # scale 1: nats, comparable with log 31
     data = ContrastivePretrainDataModule(in_domain=["restaurants", "mams"], min_per_class=4, batch_size=32)
@@ -56,7 +60,7 @@ def main() -> None:
                 attention_mask=batch["attention_mask"],
                 token_type_ids=batch["token_type_ids"],
             ).last_hidden_state
-            features = projection(cls_vector(hidden))  # [32, 256]; the loss normalises
+            features = projection(sentence_vector(hidden, batch["attention_mask"], described["pooling"]))  # [32, D]
             losses.append(float(loss_fn(features, batch["labels"])))
             collapsed.append(loss_fn.last_stats.collapsed_loss)
             floors.append(float(loss_fn.last_stats.floor_loss))

@@ -198,8 +198,9 @@ def per_class_probe_scores(
         scores[f"probe_{kind}_macro_f1"] = per_class.macro_f1
         for c in range(num_classes):
             if not torch.isnan(per_class.recall[c]):
-                scores[f"probe_{kind}_recall/{class_name(c, class_names)}"] = per_class.recall[c]
-                scores[f"probe_{kind}_f1/{class_name(c, class_names)}"] = per_class.f1[c]
+                name = class_name(c, class_names)
+                scores[f"probe_{kind}_recall/{name}"] = per_class.recall[c]
+                scores[f"probe_{kind}_f1/{name}"] = per_class.f1[c]
     return scores
 
 
