@@ -119,6 +119,9 @@ PRETRAIN_COLUMNS = (
     "train/scl_step",
     "train/scl_collapsed_step",
     "train/scl_floor_step",
+    "train/scl_in_batch_step",
+    "train/scl_in_batch_collapsed_step",
+    "train/scl_in_batch_floor_step",
     "train/map_step",
     "train/rr_step",
     "val/probe_knn",
@@ -422,6 +425,12 @@ def plot_pipeline_curves(
     scl.plot(*_series(phase1, "train/scl_collapsed_step"), color="grey", ls="--", label="its collapsed value")
     if any("train/scl_floor_step" in row for row in phase1):  # logged since the floor was added
         scl.plot(*_series(phase1, "train/scl_floor_step"), color="grey", ls=":", label="its floor (classes separated)")
+    if any("train/scl_in_batch_step" in row for row in phase1):  # logged when a queue joins the contrast set
+        scl.plot(
+            *_series(phase1, "train/scl_in_batch_step"), color="tab:orange", lw=0.8, label="the batch alone (no queue)"
+        )
+        scl.plot(*_series(phase1, "train/scl_in_batch_collapsed_step"), color="tab:orange", ls="--", lw=0.8)
+        scl.plot(*_series(phase1, "train/scl_in_batch_floor_step"), color="tab:orange", ls=":", lw=0.8)
     scl.set(title="phase 1: contrastive term (train, per step)", xlabel=step_label)
     scl.text(
         0.98, 0.3, "the collapsed value, scale · log|A(a)|,\nrises while the queue fills",

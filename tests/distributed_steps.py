@@ -183,6 +183,11 @@ def module_step(name: str, rows: slice, world: int, tiny_bert_dir: str) -> dict[
     module.after_optimizer_step()
     world_size = dist.get_world_size() if dist.is_initialized() else 1
     logged = {f"loss.{key}": all_reduce_sum(out.loss.detach()) / world_size for key, out in result.terms.items()}
+    # the queue is not empty, so the batch alone is logged too: over the gathered batch, the same on every process
+    scl_metrics = result.terms["scl"].metrics
+    logged.update(
+        {f"metric.scl_{key}": torch.tensor(float(scl_metrics[key])) for key in ("in_batch", "in_batch_collapsed")}
+    )
     return {**logged, **{f"state.{key}": value.detach().clone() for key, value in module.state_dict().items()}}
 
 

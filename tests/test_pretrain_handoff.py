@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -89,6 +90,14 @@ def test_pretraining_logs_every_term_and_the_held_out_geometry(pretrained_checkp
     columns = [header.index(c) for c in ("train/scl_floor_step", "train/scl_step", "train/scl_collapsed_step")]
     steps = [[float(r.split(",")[i]) for i in columns] for r in rows[1:] if r.split(",")[columns[0]]]
     assert len(steps) == 3 and all(floor < loss and floor < collapsed for floor, loss, collapsed in steps)
+    # with the queue filled by the first step, the batch alone is logged beside it, on its own smaller scale
+    names = ("train/scl_in_batch_floor_step", "train/scl_in_batch_step", "train/scl_in_batch_collapsed_step")
+    columns = [header.index(c) for c in names]
+    in_batch = [[float(r.split(",")[i]) for i in columns] for r in rows[1:] if r.split(",")[columns[0]]]
+    assert len(in_batch) == 2 and all(floor < loss for floor, loss, _ in in_batch)
+    # every anchor has a positive (class-group sampler): collapsed = scale · log(B - 1), B = 16, scale = 0.5 / 0.07
+    assert all(collapsed == pytest.approx(0.5 / 0.07 * math.log(15), rel=1e-5) for _, _, collapsed in in_batch)
+    assert all(collapsed < queued for (_, _, collapsed), (_, _, queued) in zip(in_batch, steps[1:]))
 
 
 @needs_data

@@ -127,6 +127,32 @@ def test_queue_entries_are_contrast_only_and_match_the_float64_reference(tiny_be
     assert len(queue) == 6 and queue.entries()[1].tolist() == [2, 0, 2, 1, 0, 1]  # evaluation does not enqueue
 
 
+def test_with_a_queue_the_batch_alone_is_logged_beside_the_queued_loss(tiny_bert_dir: Path, minilm_tokenizer) -> None:
+    """The in-batch diagnostic: SupCon of the batch without the queue (float64 reference), its collapsed value
+    log(VB - 1) and its floor, hand-computed; it adds no gradient and leaves the training loss as it was."""
+    loss = CapturingSupCon(temperature=0.5, base_temperature=0.07)
+    module = _scl_module(tiny_bert_dir, loss=loss, queue_size=8)
+    module.train()
+    first = module.compute_terms(_batch(minilm_tokenizer, [0, 1, 0, 1]))
+    assert "in_batch" not in first.terms["scl"].metrics  # no queue entries yet: the logged loss is in-batch already
+    result = module.compute_terms(_batch(minilm_tokenizer, [2, 0, 2]))
+    queued, in_batch = loss.calls[1], loss.calls[2]
+    assert queued["memory"] is not None and in_batch["memory"] is None
+    assert torch.equal(in_batch["features"], queued["features"].detach())
+    metrics = result.terms["scl"].metrics
+    assert result.terms["scl"].loss.requires_grad and not metrics["in_batch"].requires_grad
+    z = F.normalize(queued["features"][:, 0].double(), dim=1)
+    per_anchor = ref.supcon_anchor_losses(z, z, ref.positives_from_labels([2, 0, 2], [2, 0, 2]), [0, 1, 2], 0.5, "out")
+    assert per_anchor[1] is None  # label 0 has no positive inside the batch (it had one in the queue)
+    assert math.isclose(float(metrics["in_batch"]), ref.batch_mean(per_anchor, 0.5, 0.07), rel_tol=1e-5)
+    # the two label-2 anchors: |A(a)| = 2 others, |P(a)| = 1, |N(a)| = 1 (equation of docs/design.md §7)
+    scale = 0.5 / 0.07
+    assert float(metrics["in_batch_collapsed"]) == pytest.approx(scale * math.log(2), rel=1e-6)
+    assert float(metrics["in_batch_floor"]) == pytest.approx(scale * math.log(1 + math.exp(-2 / 0.5)), rel=1e-5)
+    assert float(metrics["collapsed"]) == pytest.approx(scale * math.log(3 + 4 - 1))  # the queued loss's, untouched
+    assert float(result.terms["scl"].loss) != pytest.approx(float(metrics["in_batch"]))
+
+
 def test_momentum_keys_follow_an_exponential_moving_average(tiny_bert_dir: Path, minilm_tokenizer) -> None:
     module = _scl_module(tiny_bert_dir, queue_size=8, momentum=0.9)
     scl = module.objectives["scl"]

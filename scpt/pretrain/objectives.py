@@ -253,12 +253,33 @@ class ContrastiveObjective(Objective):
             metrics["span"] = stats.similarity_span
             if isinstance(stats.floor_loss, Tensor):  # defined for SupCon (LossStats.floor_loss)
                 metrics["floor"] = stats.floor_loss
+        if memory is not None:
+            metrics.update(self._in_batch_metrics(features, labels))
         if self.queue is not None:
             metrics["queue_filled"] = float(len(self.queue))
             if self.training:
                 keys = self._keys(encoded, features)
                 self.queue.enqueue(gather(keys), gather(labels))  # every process's keys, in rank order
         return ObjectiveOutput(loss, metrics)
+
+    @torch.no_grad()
+    def _in_batch_metrics(self, features: Tensor, labels: Tensor | None) -> dict[str, Tensor]:
+        """The loss of the batch alone, without the queue, beside its collapsed value (and SupCon's floor).
+
+        ``features`` ``[B, V, D]``, ``labels`` ``[B]``: every process's batch (gathered, without gradients),
+        so the values equal one process's on the concatenated batch. A diagnostic only: no gradient, no
+        random numbers, and the training loss's ``last_stats`` are read before this call overwrites them.
+        With a queue the logged loss and its collapsed value ``log|A(a)|`` grow with the queue; these stay
+        on the batch's scale (``log(VB - 1)`` at most), the scale of a run without a queue.
+        """
+        in_batch = self.loss(gather(features.detach()), gather(labels) if labels is not None else None)
+        metrics = {"in_batch": in_batch}
+        stats = self.loss.last_stats
+        if stats is not None:
+            metrics["in_batch_collapsed"] = stats.collapsed_loss
+            if isinstance(stats.floor_loss, Tensor):
+                metrics["in_batch_floor"] = stats.floor_loss
+        return metrics
 
     @torch.no_grad()
     def after_optimizer_step(self, encoder: PreTrainedModel) -> None:
