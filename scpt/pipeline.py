@@ -10,8 +10,12 @@ a crashed or interrupted run; a finished stage is never redone):
    last checkpoint (the HF directory phase 2 loads).
 2. ``finetune/pretrained/``: ``scpt finetune seeds`` with ``--model.encoder <output_dir>/encoder``.
 3. ``finetune/direct/``: the same seeds from the base encoder.
-4. ``results.md`` and ``results.json``: test accuracy, macro-F1, ISE and ESE accuracy, mean ± std
-   per arm, and the paired difference (pre-trained − direct, per seed).
+4. ``variants/<name>/`` for each pre-training variant (optional ``variants``: an ablation such as
+   ``lambda_scl = 0``, another pre-training seed): pre-training with the variant's extra arguments and its
+   export, then ``finetune/<name>/`` on the same seeds.
+5. ``results.md`` and ``results.json``: test accuracy, macro-F1, ISE and ESE accuracy, mean ± std
+   per arm, and the paired differences per seed: pre-trained − direct and, for each variant,
+   pre-trained − variant and variant − direct.
 
 A stage records the arguments it ran with; resuming with different ones is an error naming the stage
 (delete its directory to redo it), so a results table never mixes two settings. Arguments that only
@@ -19,11 +23,11 @@ change what is printed (:data:`DISPLAY_ARGS`, e.g. ``--trainer.enable_progress_b
 that comparison.
 
 Progress: the work is n = 1 + 2 · len(seeds) stages (pre-training with its export, then one
-fine-tuning run per arm and seed), and each prints ``stage k/n`` with the elapsed time and an estimate
-of the time left (:class:`StageProgress`: every stage still to run costs the mean duration of the
-finished stages of its kind, recorded ones included when resuming). Within a stage the trainer shows
-its progress bar on a terminal, or :class:`scpt.training.progress.ProgressLog` lines when the output
-is a file or a pipe.
+fine-tuning run per arm and seed), plus 1 + len(seeds) per variant, and each prints ``stage k/n`` with
+the elapsed time and an estimate of the time left (:class:`StageProgress`: every stage still to run
+costs the mean duration of the finished stages of its kind, recorded ones included when resuming).
+Within a stage the trainer shows its progress bar on a terminal, or
+:class:`scpt.training.progress.ProgressLog` lines when the output is a file or a pipe.
 
 The pipeline config (YAML)::
 
@@ -35,12 +39,15 @@ The pipeline config (YAML)::
     finetune:
       configs: [configs/finetune/restaurants.yaml]
       args: []
+    variants:                  # optional: more pre-trainings (extra arguments after pretrain.args)
+      no_scl: [--model.lambda_scl, "0"]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +63,8 @@ from scpt.training.trial import write_trial_result
 
 STAGE_FILE = "stage.json"
 ARMS = ("pretrained", "direct")
+"""The two arms every pipeline runs; a variant adds an arm named after it."""
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 #: Lightning CLI options that change only what is printed: a resumed stage may differ in them.
 DISPLAY_ARGS = ("--trainer.enable_progress_bar",)
@@ -78,10 +87,14 @@ class PhaseSpec:
 
 @dataclass(frozen=True)
 class PipelineConfig:
+    """A pipeline: where it writes, the fine-tuning seeds, both phases, and the pre-training variants
+    (name -> extra pre-training arguments, appended to ``pretrain.args``)."""
+
     output_dir: Path
     seeds: list[int]
     pretrain: PhaseSpec
     finetune: PhaseSpec
+    variants: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _phase(path: Path, raw: Any, name: str) -> PhaseSpec:
@@ -103,6 +116,21 @@ def _phase(path: Path, raw: Any, name: str) -> PhaseSpec:
     return PhaseSpec(list(configs), list(args))
 
 
+def _variants(path: Path, raw: Any) -> dict[str, list[str]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise PipelineConfigError(f"{path}: 'variants' must map a name to a list of pre-training arguments")
+    for name, args in raw.items():
+        if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name) or name in ARMS:
+            raise PipelineConfigError(
+                f"{path}: variant name {name!r} must be letters, digits, '_', '.', '-' and not one of {list(ARMS)}"
+            )
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise PipelineConfigError(f"{path}: 'variants.{name}' must be a list of strings, got {args!r}")
+    return {name: list(args) for name, args in raw.items()}
+
+
 def load_pipeline_config(path: str | Path) -> PipelineConfig:
     """Read and check a pipeline config.
 
@@ -116,10 +144,11 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
         raise PipelineConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise PipelineConfigError(f"{path}: expected a mapping with output_dir, seeds, pretrain, finetune")
-    unknown = set(raw) - {"output_dir", "seeds", "pretrain", "finetune"}
+    unknown = set(raw) - {"output_dir", "seeds", "pretrain", "finetune", "variants"}
     if unknown:
         raise PipelineConfigError(
             f"{path}: unknown field(s) {sorted(unknown)}; expected output_dir, seeds, pretrain, finetune"
+            " (and optional variants)"
         )
     for key in ("output_dir", "seeds", "pretrain", "finetune"):
         if key not in raw:
@@ -138,6 +167,7 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
         list(seeds),
         _phase(path, raw["pretrain"], "pretrain"),
         _phase(path, raw["finetune"], "finetune"),
+        _variants(path, raw.get("variants")),
     )
 
 
@@ -198,10 +228,25 @@ PRETRAINING, FINETUNING = "pre-training", "fine-tuning run"
 """The kinds of stage, each estimated from the finished stages of its kind."""
 
 
-def pipeline_stages(seeds: Sequence[int]) -> list[tuple[str, str]]:
-    """The pipeline's stages as ``(name, kind)``: pre-training, then a fine-tuning run per arm and seed."""
-    runs = [(f"fine-tuning ({arm}), seed {seed}", FINETUNING) for arm in ARMS for seed in seeds]
-    return [("pre-training and export", PRETRAINING), *runs]
+def pretraining_stage(variant: str | None = None) -> str:
+    """The name of a pre-training stage (the main one, or a variant's)."""
+    return "pre-training and export" + (f" ({variant})" if variant is not None else "")
+
+
+def finetuning_stage(arm: str, seed: int) -> str:
+    """The name of one fine-tuning run."""
+    return f"fine-tuning ({arm}), seed {seed}"
+
+
+def pipeline_stages(seeds: Sequence[int], variants: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """The pipeline's stages as ``(name, kind)``, in the order they run: pre-training, a fine-tuning run
+    per arm (pre-trained, direct) and seed, then per variant its pre-training and its fine-tuning runs."""
+    stages = [(pretraining_stage(), PRETRAINING)]
+    stages += [(finetuning_stage(arm, seed), FINETUNING) for arm in ARMS for seed in seeds]
+    for variant in variants:
+        stages += [(pretraining_stage(variant), PRETRAINING)]
+        stages += [(finetuning_stage(variant, seed), FINETUNING) for seed in seeds]
+    return stages
 
 
 class StageProgress:
@@ -229,6 +274,10 @@ class StageProgress:
         self.started = clock()
         self.stage_started = self.started
         self.durations: dict[str, list[float]] = {}
+
+    def index(self, name: str) -> int:
+        """The 0-based position of the stage called ``name``."""
+        return [stage for stage, _ in self.stages].index(name)
 
     def remaining(self, index: int) -> float | None:
         """Estimated seconds of stages ``index`` .. n-1 (0-based); ``None`` while one has no finished kin."""
@@ -284,32 +333,50 @@ def dev_split(phase: str, spec: PhaseSpec) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
-def run_pretraining(config: PipelineConfig, started: float, progress: StageProgress | None = None) -> Path:
-    """Stage 1: pre-train (resuming a partial run), export the last checkpoint; return the encoder directory."""
+def _progress(config: PipelineConfig, progress: StageProgress | None) -> StageProgress:
+    return progress if progress is not None else StageProgress(pipeline_stages(config.seeds, list(config.variants)))
+
+
+def pretraining_dir(config: PipelineConfig, variant: str | None = None) -> Path:
+    """Where a pre-training stage keeps ``pretrain/`` and ``encoder/``: ``output_dir``, or
+    ``output_dir/variants/<name>`` for a variant."""
+    return config.output_dir if variant is None else config.output_dir / "variants" / variant
+
+
+def run_pretraining(
+    config: PipelineConfig, started: float, progress: StageProgress | None = None, variant: str | None = None
+) -> Path:
+    """Pre-train (resuming a partial run), export the last checkpoint; return the encoder directory.
+
+    ``variant`` names one of ``config.variants``: its arguments follow ``pretrain.args`` and it runs under
+    ``output_dir/variants/<name>``."""
     from scpt.export import export_encoder
     from scpt.pretrain.cli import build_cli
     from scpt.training.resume import continue_in_run_folder
 
-    progress = progress if progress is not None else StageProgress(pipeline_stages(config.seeds))
-    directory = config.output_dir / "pretrain"
-    encoder_dir = config.output_dir / "encoder"
-    plan = {"configs": config.pretrain.configs, "args": config.pretrain.args}
-    record = _check_or_record(directory, "pretrain", plan)
+    progress = _progress(config, progress)
+    stage_index = progress.index(pretraining_stage(variant))
+    root = pretraining_dir(config, variant)
+    directory, encoder_dir = root / "pretrain", root / "encoder"
+    args = [*config.pretrain.args, *(config.variants[variant] if variant is not None else [])]
+    plan = {"configs": config.pretrain.configs, "args": args}
+    label = "pre-training" if variant is None else f"pre-training ({variant})"
+    record = _check_or_record(directory, "pretrain" if variant is None else f"variants/{variant}/pretrain", plan)
     if record is not None and encoder_dir.is_dir():
-        _log(f"pre-training: done before ({record['checkpoint']}, {record['seconds'] / 60:.1f} min)", started)
-        progress.done_before(0, record["seconds"])
+        _log(f"{label}: done before ({record['checkpoint']}, {record['seconds'] / 60:.1f} min)", started)
+        progress.done_before(stage_index, record["seconds"])
         return encoder_dir
-    progress.start(0)
+    progress.start(stage_index)
     if record is None:
         directory.mkdir(parents=True, exist_ok=True)
         _write_record(directory, plan, done=False)
         partial = sorted(directory.glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
         resume = str(partial[-1]) if partial else None
-        _log(f"pre-training in {directory}" + (f", resuming from {resume}" if resume else ""), started)
+        _log(f"{label} in {directory}" + (f", resuming from {resume}" if resume else ""), started)
         stage_started = time.perf_counter()
         cli = build_cli(
             [
-                *config.pretrain.cli_args(),
+                *PhaseSpec(config.pretrain.configs, args).cli_args(),
                 f"--trainer.default_root_dir={directory}",
                 f"--trainer.logger.init_args.save_dir={directory}",
             ],
@@ -325,26 +392,26 @@ def run_pretraining(config: PipelineConfig, started: float, progress: StageProgr
             )
         record = {"checkpoint": checkpoint, "seconds": round(time.perf_counter() - stage_started, 1)}
         _write_record(directory, plan, done=True, **record)
-        _log(f"pre-training finished in {record['seconds'] / 60:.1f} min: {checkpoint}", started)
+        _log(f"{label} finished in {record['seconds'] / 60:.1f} min: {checkpoint}", started)
     if not encoder_dir.is_dir():
         export_encoder(record["checkpoint"], encoder_dir)
         _log(f"exported the pre-trained encoder to {encoder_dir}", started)
-    progress.finish(0)
+    progress.finish(stage_index)
     return encoder_dir
 
 
 def run_finetuning(
     config: PipelineConfig, arm: str, extra: list[str], started: float, progress: StageProgress | None = None
 ) -> dict[str, Any]:
-    """Stages 2 and 3: ``scpt finetune seeds`` for one arm, one seed at a time (it resumes per seed; each call
-    names the seeds so far, so its summary covers them all); return its summary."""
+    """``scpt finetune seeds`` for one arm (``pretrained``, ``direct`` or a variant's name), one seed at a time (it
+    resumes per seed; each call names the seeds so far, so its summary covers them all); return its summary."""
     from scpt.finetune.seeds import main as seeds_main
 
     directory = config.output_dir / "finetune" / arm
     args = [*config.finetune.args, *extra]
     summary_file = directory / "summary.json"
-    progress = progress if progress is not None else StageProgress(pipeline_stages(config.seeds))
-    first_stage = 1 + ARMS.index(arm) * len(config.seeds)
+    progress = _progress(config, progress)
+    first_stage = progress.index(finetuning_stage(arm, config.seeds[0]))
     if summary_file.exists():
         previous = json.loads(summary_file.read_text())
         if previous.get("configs") != config.finetune.configs or without_display_args(
@@ -396,17 +463,31 @@ def _mean_std(values: list[float]) -> dict[str, float | None]:
     }
 
 
+def compared_pairs(arms: Sequence[str]) -> list[tuple[str, str]]:
+    """The paired differences reported, as ``(minuend, subtrahend)``: pre-trained − direct, then per variant
+    pre-trained − variant and variant − direct."""
+    variants = [arm for arm in arms if arm not in ARMS]
+    return [("pretrained", "direct"), *(pair for v in variants for pair in (("pretrained", v), (v, "direct")))]
+
+
 def compare(arms: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
-    """Per arm and metric mean ± std over seeds, and the paired per-seed difference pre-trained − direct."""
+    """Per arm and metric mean ± std over seeds, and the paired per-seed differences (:func:`compared_pairs`).
+
+    ``arms`` maps an arm to its summary, whose ``runs`` are in the order of ``seeds``. ``table["difference"]``
+    is pre-trained − direct; ``differences["a - b"]`` holds every pair, that one included."""
     metrics = [m for m in TABLE_METRICS if all(m in run["test"] for arm in arms.values() for run in arm["runs"])]
     table: dict[str, Any] = {
         arm: {m: _mean_std([run["test"][m] for run in arms[arm]["runs"]]) for m in metrics} for arm in arms
     }
-    table["difference"] = {
-        m: _mean_std([p["test"][m] - d["test"][m] for p, d in zip(arms["pretrained"]["runs"], arms["direct"]["runs"])])
-        for m in metrics
+    differences = {
+        f"{a} - {b}": {
+            m: _mean_std([x["test"][m] - y["test"][m] for x, y in zip(arms[a]["runs"], arms[b]["runs"], strict=True)])
+            for m in metrics
+        }
+        for a, b in compared_pairs(list(arms))
     }
-    return {"seeds": seeds, "metrics": metrics, "table": table}
+    table["difference"] = differences["pretrained - direct"]
+    return {"seeds": seeds, "metrics": metrics, "table": table, "differences": differences}
 
 
 def _cell(entry: dict[str, float | None], signed: bool = False) -> str:
@@ -417,25 +498,31 @@ def _cell(entry: dict[str, float | None], signed: bool = False) -> str:
 def results_markdown(comparison: dict[str, Any], arms: dict[str, dict[str, Any]], timing: dict[str, float]) -> str:
     metrics = comparison["metrics"]
     names = {"acc": "accuracy", "macro_f1": "macro-F1", "ise_acc": "ISE accuracy", "ese_acc": "ESE accuracy"}
+    table, variants = comparison["table"], [arm for arm in arms if arm not in ARMS]
+
+    def row(label: str, entries: dict[str, Any], signed: bool = False) -> str:
+        return f"| {label} | " + " | ".join(_cell(entries[m], signed) for m in metrics) + " |"
+
     lines = [
         f"Test split, %, mean ± std over seeds {comparison['seeds']} (each selected on dev).",
         "",
         "| encoder | " + " | ".join(names.get(m, m) for m in metrics) + " |",
         "|---|" + "---|" * len(metrics),
-        "| direct fine-tuning | " + " | ".join(_cell(comparison["table"]["direct"][m]) for m in metrics) + " |",
-        "| pre-trained, then fine-tuned | "
-        + " | ".join(_cell(comparison["table"]["pretrained"][m]) for m in metrics)
-        + " |",
-        "| difference (paired by seed) | "
-        + " | ".join(_cell(comparison["table"]["difference"][m], True) for m in metrics)
-        + " |",
+        row("direct fine-tuning", table["direct"]),
+        row("pre-trained, then fine-tuned", table["pretrained"]),
+        *(row(f"variant {v}, then fine-tuned", table[v]) for v in variants),
+        row("difference (paired by seed)", table["difference"], signed=True),
+        *(
+            row(f"{a} − {b} (paired by seed)", comparison["differences"][f"{a} - {b}"], signed=True)
+            for a, b in compared_pairs(list(arms))[1:]
+        ),
         "",
         "Per seed:",
         "",
         "| arm | seed | " + " | ".join(names.get(m, m) for m in metrics) + " | dev score | minutes |",
         "|---|---|" + "---|" * len(metrics) + "---|---|",
     ]
-    for arm in ARMS:
+    for arm in arms:
         for run in arms[arm]["runs"]:
             cells = " | ".join(f"{run['test'][m]:.2f}" for m in metrics)
             lines.append(f"| {arm} | {run['seed']} | {cells} | {run['dev_score']:.2f} | {run['seconds'] / 60:.1f} |")
@@ -455,7 +542,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
             "must match"
         )
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    progress = StageProgress(pipeline_stages(config.seeds))
+    progress = StageProgress(pipeline_stages(config.seeds, list(config.variants)))
     with run_group(f"pipeline-{config.output_dir.name}"):  # every stage's W&B run in one group (a sweep's wins)
         encoder_dir = run_pretraining(config, started, progress)
         arms = {
@@ -464,19 +551,34 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
             ),
             "direct": run_finetuning(config, "direct", [], started, progress),
         }
+        for variant in config.variants:
+            variant_encoder = run_pretraining(config, started, progress, variant)
+            arms[variant] = run_finetuning(
+                config, variant, ["--model.encoder", str(variant_encoder)], started, progress
+            )
     comparison = compare(arms, config.seeds)
-    pretrain_record = json.loads((config.output_dir / "pretrain" / STAGE_FILE).read_text())
+    records = {
+        variant: json.loads((pretraining_dir(config, variant) / "pretrain" / STAGE_FILE).read_text())
+        for variant in (None, *config.variants)
+    }
     timing = {
-        "pre-training": pretrain_record["seconds"],
+        "pre-training": records[None]["seconds"],
         **{f"fine-tuning ({arm})": sum(run["seconds"] for run in arms[arm]["runs"]) for arm in ARMS},
     }
+    for variant in config.variants:
+        timing[f"pre-training ({variant})"] = records[variant]["seconds"]
+        timing[f"fine-tuning ({variant})"] = sum(run["seconds"] for run in arms[variant]["runs"])
     comparison.update(
         {
             "timing_seconds": timing,
             "pretrain": {
                 "configs": config.pretrain.configs,
                 "args": config.pretrain.args,
-                "checkpoint": pretrain_record["checkpoint"],
+                "checkpoint": records[None]["checkpoint"],
+            },
+            "variants": {
+                variant: {"args": config.variants[variant], "checkpoint": records[variant]["checkpoint"]}
+                for variant in config.variants
             },
             "finetune": {"configs": config.finetune.configs, "args": config.finetune.args},
             "runs": arms,
@@ -488,7 +590,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     _log(f"results: {config.output_dir / 'results.md'}", started)
     dev = {  # each arm's dev metrics of the selected checkpoints, mean over seeds
         f"{arm}/dev_{m}": statistics.fmean(run["dev"][m] for run in arms[arm]["runs"])
-        for arm in ARMS
+        for arm in arms
         for m in TABLE_METRICS
         if all(m in run.get("dev", {}) for run in arms[arm]["runs"])
     }
@@ -506,7 +608,11 @@ def main(argv: list[str]) -> int:
     config = load_pipeline_config(args.config)
     if args.output_dir is not None or args.seeds is not None:
         config = PipelineConfig(
-            args.output_dir or config.output_dir, args.seeds or config.seeds, config.pretrain, config.finetune
+            args.output_dir or config.output_dir,
+            args.seeds or config.seeds,
+            config.pretrain,
+            config.finetune,
+            config.variants,
         )
     run_pipeline(config)
     return 0

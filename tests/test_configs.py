@@ -30,7 +30,7 @@ def test_every_shipped_config_is_covered_here() -> None:
         *(f"trainer/{name}.yaml" for name in ("cpu", "gpu", "ddp", "ddp_cpu")),
         *(f"logger/{name}.yaml" for name in ("csv", "wandb")),
         *(f"loss/{name}.yaml" for name in ("supcon_out", "supcon_out_tau05", "supcon_in", "dscl", "simcse")),
-        *(f"pipeline/{name}.yaml" for name in ("restaurants", "restaurants_quick", "laptops")),
+        *(f"pipeline/{name}.yaml" for name in ("restaurants", "restaurants_quick", "restaurants_ablation", "laptops")),
         *(f"sweeps/{name}.yaml" for name in ("pretrain_dscl_tau_alpha", "pipeline_dscl_tau_alpha")),
     }
     shipped = {str(path.relative_to(CONFIGS)) for path in CONFIGS.rglob("*.yaml")}
@@ -143,7 +143,7 @@ def test_laptop_pretraining_is_the_restaurant_one_on_the_laptop_corpus() -> None
     assert [c.class_path for c in laptops.trainer.callbacks] == [c.class_path for c in restaurants.trainer.callbacks]
 
 
-@pytest.mark.parametrize("name", ["restaurants", "restaurants_quick", "laptops"])
+@pytest.mark.parametrize("name", ["restaurants", "restaurants_quick", "restaurants_ablation", "laptops"])
 def test_pipeline_configs_parse_and_share_the_dev_split(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)  # the pipeline configs name their phase configs relative to the repository
     config = load_pipeline_config(CONFIGS / "pipeline" / f"{name}.yaml")
@@ -151,6 +151,14 @@ def test_pipeline_configs_parse_and_share_the_dev_split(name: str, monkeypatch: 
     assert dev_split("finetune", config.finetune) == {"dev_fraction": DEV_FRACTION, "split_seed": SPLIT_SEED}
     if name == "restaurants_quick":
         assert parse_pretrain(config.pretrain.cli_args()).trainer.max_steps == 40
+    if name == "restaurants_ablation":  # the shipped pipeline plus one variant that only drops the contrastive term
+        shipped = load_pipeline_config(CONFIGS / "pipeline" / "restaurants.yaml")
+        assert (config.seeds, config.pretrain, config.finetune) == (shipped.seeds, shipped.pretrain, shipped.finetune)
+        main = parse_pretrain(config.pretrain.cli_args())
+        variant = parse_pretrain([*config.pretrain.cli_args(), *config.variants["no_scl"]])
+        assert main.model.lambda_scl == 2.0 and variant.model.lambda_scl == 0.0
+        variant.model.lambda_scl = main.model.lambda_scl
+        assert variant.model == main.model and variant.trainer == main.trainer and variant.data == main.data
 
 
 def test_dev_split_is_read_from_files_arguments_and_interpolations(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from scpt import cli
 from scpt.encoders import EncoderLoadError, encoder_from_checkpoint, load_encoder, load_tokenizer
 from scpt.export import export_encoder
 from scpt.finetune.module import AspectSentimentModule
-from scpt.pipeline import PipelineConfigError, load_pipeline_config, run_pipeline
+from scpt.pipeline import PipelineConfigError, compare, load_pipeline_config, results_markdown, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN_CONFIG = ROOT / "configs" / "pretrain" / "restaurants.yaml"
@@ -210,7 +210,7 @@ def _pipeline_yaml(tmp_path: Path, tiny_bert_dir: Path, **overrides: object) -> 
 def test_pipeline_end_to_end_resumes_and_pairs_seeds(
     tiny_bert_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = _pipeline_yaml(tmp_path, tiny_bert_dir)
+    path = _pipeline_yaml(tmp_path, tiny_bert_dir, variants={"no_rr": ["--model.lambda_rr", "0"]})
     assert cli.main(["pipeline", "--config", str(path)]) == 0
     out = tmp_path / "out"
     results = json.loads((out / "results.json").read_text())
@@ -225,8 +225,23 @@ def test_pipeline_end_to_end_resumes_and_pairs_seeds(
         direct = [run["test"][metric] for run in runs["direct"]["runs"]]
         assert table["direct"][metric]["mean"] == pytest.approx(sum(direct) / 2)
     assert [run["seed"] for run in runs["pretrained"]["runs"]] == [1, 2]
+    # the variant: its own pre-training (MAP + SCL, no RR), its encoder fine-tuned on the same seeds, paired
+    assert [run["seed"] for run in runs["no_rr"]["runs"]] == [1, 2]
+    assert list(results["differences"]) == ["pretrained - direct", "pretrained - no_rr", "no_rr - direct"]
+    for metric in results["metrics"]:
+        differences = [
+            p["test"][metric] - v["test"][metric] for p, v in zip(runs["pretrained"]["runs"], runs["no_rr"]["runs"])
+        ]
+        assert results["differences"]["pretrained - no_rr"][metric]["mean"] == pytest.approx(sum(differences) / 2)
+    variant_hparams = yaml.safe_load(next((out / "variants/no_rr/pretrain").glob("**/hparams.yaml")).read_text())
+    assert variant_hparams["lambda_rr"] == 0 and variant_hparams["lambda_scl"] == 2.0
+    variant_config = yaml.safe_load(next((out / "finetune/no_rr/seed1").glob("**/config.yaml")).read_text())
+    assert variant_config["model"]["encoder"] == str(out / "variants/no_rr/encoder")
+    assert results["variants"]["no_rr"]["args"] == ["--model.lambda_rr", "0"]
+    assert set(results["timing_seconds"]) >= {"pre-training (no_rr)", "fine-tuning (no_rr)"}
     markdown = (out / "results.md").read_text()
     assert "| pre-trained, then fine-tuned |" in markdown and "difference (paired by seed)" in markdown
+    assert "| variant no_rr, then fine-tuned |" in markdown and "| no_rr − direct (paired by seed) |" in markdown
     # the pre-trained arm fine-tuned the exported encoder, the direct arm the base one
     pretrained_config = yaml.safe_load(next((out / "finetune/pretrained/seed1").glob("**/config.yaml")).read_text())
     direct_config = yaml.safe_load(next((out / "finetune/direct/seed1").glob("**/config.yaml")).read_text())
@@ -236,6 +251,11 @@ def test_pipeline_end_to_end_resumes_and_pairs_seeds(
     record = json.loads((out / "pretrain/stage.json").read_text())
     for key, value in _encoder_state(Path(record["checkpoint"])).items():
         assert torch.equal(exported[key], value)
+    variant_exported = AutoModel.from_pretrained(out / "variants/no_rr/encoder").state_dict()
+    variant_record = json.loads((out / "variants/no_rr/pretrain/stage.json").read_text())
+    variant_state = _encoder_state(Path(variant_record["checkpoint"]))
+    assert all(torch.equal(variant_exported[key], value) for key, value in variant_state.items())
+    assert not all(torch.equal(exported[key], value) for key, value in variant_state.items())  # it trained apart
 
     # a second run redoes nothing
     stamps = {
@@ -246,7 +266,8 @@ def test_pipeline_end_to_end_resumes_and_pairs_seeds(
     capsys.readouterr()
     assert cli.main(["pipeline", "--config", str(path)]) == 0
     printed = capsys.readouterr().out
-    assert "pre-training: done before" in printed and printed.count("done before") >= 3
+    assert "pre-training: done before" in printed and "pre-training (no_rr): done before" in printed
+    assert printed.count("done before") >= 5
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert json.loads((out / "results.json").read_text())["table"] == table
 
@@ -256,6 +277,9 @@ def test_pipeline_end_to_end_resumes_and_pairs_seeds(
     )
     with pytest.raises(RuntimeError, match="stage 'pretrain' .* ran with different arguments"):
         run_pipeline(load_pipeline_config(changed))
+    changed_variant = _pipeline_yaml(tmp_path, tiny_bert_dir, variants={"no_rr": ["--model.lambda_rr", "0.5"]})
+    with pytest.raises(RuntimeError, match="stage 'variants/no_rr/pretrain' .* ran with different arguments"):
+        run_pipeline(load_pipeline_config(changed_variant))
 
 
 def test_pipeline_config_errors_name_the_field(tmp_path: Path, tiny_bert_dir: Path) -> None:
@@ -278,6 +302,50 @@ def test_pipeline_config_errors_name_the_field(tmp_path: Path, tiny_bert_dir: Pa
     )
     with pytest.raises(PipelineConfigError, match="different dev splits"):
         run_pipeline(load_pipeline_config(split))
+
+
+def _arm(scores: list[tuple[float, float]]) -> dict:
+    """A fine-tuning summary with test (accuracy, macro-F1) per seed."""
+    return {"runs": [{"seed": seed, "test": {"acc": acc, "macro_f1": f1}, "dev_score": 0.0, "seconds": 60.0}
+                     for seed, (acc, f1) in enumerate(scores, start=1)]}  # fmt: skip
+
+
+def test_variants_are_compared_paired_by_seed_with_both_main_arms() -> None:
+    arms = {
+        "pretrained": _arm([(84.0, 76.0), (83.0, 75.0), (85.0, 78.0)]),
+        "direct": _arm([(82.0, 72.0), (83.0, 71.0), (81.0, 70.0)]),
+        "no_scl": _arm([(83.0, 74.0), (83.5, 75.5), (83.5, 75.0)]),
+    }
+    comparison = compare(arms, [1, 2, 3])
+    assert comparison["metrics"] == ["acc", "macro_f1"]
+    assert list(comparison["differences"]) == ["pretrained - direct", "pretrained - no_scl", "no_scl - direct"]
+    # by hand: pretrained - no_scl on macro-F1 per seed +2.0, -0.5, +3.0 -> mean 1.5, std sqrt(3.25) (n - 1)
+    f1 = comparison["differences"]["pretrained - no_scl"]["macro_f1"]
+    assert f1["mean"] == pytest.approx(1.5) and f1["std"] == pytest.approx(math.sqrt(3.25)) and f1["n"] == 3
+    # no_scl - direct on accuracy per seed +1.0, +0.5, +2.5 -> mean 4/3
+    assert comparison["differences"]["no_scl - direct"]["acc"]["mean"] == pytest.approx(4 / 3)
+    assert comparison["table"]["difference"] == comparison["differences"]["pretrained - direct"]
+    assert comparison["table"]["no_scl"]["acc"]["mean"] == pytest.approx(250 / 3)
+    markdown = results_markdown(comparison, arms, {"pre-training": 60.0})
+    assert "| variant no_scl, then fine-tuned | 83.33 ± 0.29 | 74.83 ± 0.76 |" in markdown
+    assert "| pretrained − no_scl (paired by seed) | +0.67 ± 1.04 | +1.50 ± 1.80 |" in markdown
+    assert "| no_scl | 3 | 83.50 | 75.00 | 0.00 | 1.0 |" in markdown
+    with pytest.raises(ValueError):  # arms run on different seed lists are never paired silently
+        compare({**arms, "no_scl": _arm([(83.0, 74.0)])}, [1, 2, 3])
+
+
+def test_variant_errors_name_the_variant(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    for variants, message in (
+        ({"direct": ["--seed_everything", "8"]}, "variant name 'direct'"),
+        ({"no scl": ["--model.lambda_scl", "0"]}, "variant name 'no scl'"),
+        ({"no_scl": ["--model.lambda_scl", 0]}, "'variants.no_scl' must be a list of strings"),
+        (["--model.lambda_scl", "0"], "'variants' must map a name"),
+    ):
+        with pytest.raises(PipelineConfigError, match=message):
+            load_pipeline_config(_pipeline_yaml(tmp_path, tiny_bert_dir, variants=variants))
+    config = load_pipeline_config(_pipeline_yaml(tmp_path, tiny_bert_dir, variants={"s8": ["--seed_everything", "8"]}))
+    assert config.variants == {"s8": ["--seed_everything", "8"]}
+    assert load_pipeline_config(_pipeline_yaml(tmp_path, tiny_bert_dir)).variants == {}
 
 
 def test_shipped_pipeline_configs_parse(monkeypatch: pytest.MonkeyPatch) -> None:

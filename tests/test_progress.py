@@ -177,6 +177,21 @@ def test_pipeline_stage_lines_estimate_from_finished_stages_of_each_kind() -> No
     assert progress.remaining(3) == 700.0 and progress.remaining(5) == 0.0
 
 
+def test_variants_add_their_pre_training_and_fine_tuning_after_the_main_arms() -> None:
+    stages = pipeline_stages([1, 2], ["no_scl"])
+    assert stages[5:] == [
+        ("pre-training and export (no_scl)", "pre-training"),
+        ("fine-tuning (no_scl), seed 1", "fine-tuning run"),
+        ("fine-tuning (no_scl), seed 2", "fine-tuning run"),
+    ]
+    assert stages[:5] == pipeline_stages([1, 2])
+    progress = StageProgress(stages, clock=FakeClock(0.0), write=lambda line: None)
+    assert progress.index("fine-tuning (no_scl), seed 1") == 6
+    progress.done_before(0, 1200.0)
+    progress.done_before(1, 300.0)
+    assert progress.remaining(2) == 3 * 300.0 + 1200.0 + 2 * 300.0  # a variant's pre-training costs a pre-training's
+
+
 def test_resumed_stages_count_for_the_estimate() -> None:
     clock, lines = FakeClock(0.0), []
     progress = StageProgress(pipeline_stages([7]), clock=clock, write=lines.append)

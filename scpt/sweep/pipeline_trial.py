@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seeds or config.seeds,
         PhaseSpec(config.pretrain.configs, [*config.pretrain.args, *pretrain]),
         PhaseSpec(config.finetune.configs, [*config.finetune.args, *finetune]),
+        config.variants,
     )
     run_pipeline(config)
     return 0
