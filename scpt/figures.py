@@ -398,9 +398,20 @@ def plot_grad_cache_memory(
 
 PIPELINE_SIZE = (16.0, 9.0)
 
-#: Phase 2 arms: colour; seeds: line style.
+#: Phase 2 arms: colour; seeds: line style. A pipeline variant's arm takes the next of VARIANT_COLOURS.
 ARM_COLOURS = {"pretrained": "tab:blue", "direct": "tab:orange"}
+VARIANT_COLOURS = ("tab:green", "tab:red", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 SEED_STYLES = ("-", "--", ":", "-.")
+
+
+def arm_colours(arms: Sequence[str]) -> dict[str, str]:
+    """A colour per phase-2 arm: :data:`ARM_COLOURS` for the two main arms, then :data:`VARIANT_COLOURS` in
+    sorted order of the other arms (cycling), so a variant never shares a main arm's colour."""
+    variants = sorted(set(arms) - set(ARM_COLOURS))
+    return {
+        **{arm: ARM_COLOURS[arm] for arm in arms if arm in ARM_COLOURS},
+        **{arm: VARIANT_COLOURS[i % len(VARIANT_COLOURS)] for i, arm in enumerate(variants)},
+    }
 
 
 def _series(rows: Sequence[dict[str, float]], column: str) -> tuple[list[float], list[float]]:
@@ -465,13 +476,14 @@ def plot_pipeline_curves(
         (grid[1][1], "val/acc", "test/acc", "accuracy", "acc"),
         (grid[1][2], "val/macro_f1", "test/macro_f1", "macro-F1", "F1"),
     ):
+        colours = arm_colours([arm for arm, _ in phase2])
         for (arm, seed), rows in sorted(phase2.items()):
             steps, values = _series(rows, column)
             if not values:
                 continue
             tests = [row[test] for row in rows if test in row]
             label = f"{arm}, seed {seed}" + (f" (test {short} {tests[-1]:.2f})" if tests else "")
-            colour = ARM_COLOURS.get(arm)
+            colour = colours[arm]
             style = SEED_STYLES[(seed - 1) % len(SEED_STYLES)]
             axes.plot(steps, values, color=colour, ls=style, marker=".", label=label)
             accuracies = _series(rows, "val/acc")[1]

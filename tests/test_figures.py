@@ -293,3 +293,10 @@ def test_read_lout_vs_lin_known_values(tmp_path: Path) -> None:
     figures.plot_lout_vs_lin(path, tmp_path / "plot.png", size=(5.0, 3.0))
     assert png_size(tmp_path / "plot.png") == (500, 300)
     assert figures._mean_std([1.0, 3.0]) == (2.0, 2**0.5) and figures._mean_std([4.0]) == (4.0, 0.0)
+
+
+def test_variant_arms_never_share_a_main_arms_colour() -> None:
+    colours = figures.arm_colours(["direct", "seed8", "pretrained", "no_scl", "seed8"])
+    assert colours == {"pretrained": "tab:blue", "direct": "tab:orange", "no_scl": "tab:green", "seed8": "tab:red"}
+    many = figures.arm_colours([f"v{i}" for i in range(7)])
+    assert many["v0"] == many["v6"] == "tab:green" and "tab:blue" not in many.values()  # cycles past six
