@@ -7,6 +7,10 @@
 Prints, for test accuracy, macro-F1, ISE and ESE accuracy: mean ± sample std per arm over the seeds
 all arms share, and for every pair of arms in the order given the paired per-seed difference
 (mean ± std): ``full − direct``, ``full − no_scl``, ``direct − no_scl`` for the command above.
+
+An arm may pool several directories, comma-separated (one per pre-training seed): its runs are then keyed
+by (directory position, fine-tuning seed), so ``full=A7,A8 no_scl=B7,B8 direct=D,D`` pairs full and no_scl
+within each pre-training seed, and each with the same direct run. Pooled arms must list equally many.
 """
 
 from __future__ import annotations
@@ -20,9 +24,13 @@ from pathlib import Path
 METRICS = (("acc", "accuracy"), ("macro_f1", "macro-F1"), ("ise_acc", "ISE accuracy"), ("ese_acc", "ESE accuracy"))
 
 
-def load(directory: Path) -> dict[int, dict[str, float]]:
-    summary = json.loads((directory / "summary.json").read_text())
-    return {run["seed"]: run["test"] for run in summary["runs"]}
+def load(directories: str) -> dict[tuple[int, int], dict[str, float]]:
+    """Test scores keyed by (position of the directory in the comma-separated list, fine-tuning seed)."""
+    runs = {}
+    for position, directory in enumerate(directories.split(",")):
+        summary = json.loads((Path(directory) / "summary.json").read_text())
+        runs.update({(position, run["seed"]): run["test"] for run in summary["runs"]})
+    return runs
 
 
 def mean_std(values: list[float]) -> str:
@@ -31,9 +39,13 @@ def mean_std(values: list[float]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    arms = {name: load(Path(path)) for name, path in (item.split("=", 1) for item in argv)}
+    arms = {name: load(paths) for name, paths in (item.split("=", 1) for item in argv)}
     seeds = sorted(set.intersection(*(set(runs) for runs in arms.values())))
-    print(f"seeds {seeds} (test, %)\n")
+    if not seeds:
+        sys.exit("compare.py: the arms share no (directory position, seed): pooled arms must list equally many")
+    pooled = max(position for position, _ in seeds) > 0
+    print(f"{'(pre-training position, seed) ' if pooled else 'seeds '}{seeds if pooled else [s for _, s in seeds]}"
+          " (test, %)\n")  # fmt: skip
     print("| arm | " + " | ".join(label for _, label in METRICS) + " |")
     print("|---|" + "---|" * len(METRICS))
     for name, runs in arms.items():
@@ -48,7 +60,10 @@ def main(argv: list[str]) -> None:
         print(f"| {first} − {second} (paired) | " + " | ".join(cells) + " |")
     print("\nper seed (acc / macro-F1 / ISE / ESE):")
     for name, runs in arms.items():
-        row = "; ".join(f"{s}: " + " / ".join(f"{runs[s][key]:.2f}" for key, _ in METRICS) for s in seeds)
+        row = "; ".join(
+            f"{f'{p}.{s}' if pooled else s}: " + " / ".join(f"{runs[p, s][key]:.2f}" for key, _ in METRICS)
+            for p, s in seeds
+        )
         print(f"- {name}: {row}")
 
 
