@@ -361,7 +361,7 @@ def run_pretraining(
     args = [*config.pretrain.args, *(config.variants[variant] if variant is not None else [])]
     plan = {"configs": config.pretrain.configs, "args": args}
     label = "pre-training" if variant is None else f"pre-training ({variant})"
-    record = _check_or_record(directory, "pretrain" if variant is None else f"variants/{variant}/pretrain", plan)
+    record = _check_or_record(directory, directory.relative_to(config.output_dir).as_posix(), plan)
     if record is not None and encoder_dir.is_dir():
         _log(f"{label}: done before ({record['checkpoint']}, {record['seconds'] / 60:.1f} min)", started)
         progress.done_before(stage_index, record["seconds"])

@@ -529,6 +529,12 @@ def test_floor_is_defined_for_supcon_only():
     unnormalised, dscl = SupConLoss(normalize=False), DSCLLoss(alpha=0.2)
     unnormalised(features, labels), dscl(features, labels)
     assert all(isinstance(fn.last_stats.floor_loss, float) for fn in (unnormalised, dscl))
+    # what phase 1 logs: the collapsed value always, the floor only where it is defined
+    assert set(dscl.last_stats.bounds("scl_")) == {"scl_collapsed"}
+    supcon = SupConLoss()
+    supcon(features, labels)
+    bounds = supcon.last_stats.bounds("in_batch_")
+    assert bounds == {"in_batch_collapsed": math.log(7), "in_batch_floor": supcon.last_stats.floor_loss}
 
 
 def test_loss_describes_itself_and_its_needs():

@@ -44,8 +44,8 @@ def main(argv: list[str]) -> None:
     if not seeds:
         sys.exit("compare.py: the arms share no (directory position, seed): pooled arms must list equally many")
     pooled = max(position for position, _ in seeds) > 0
-    print(f"{'(pre-training position, seed) ' if pooled else 'seeds '}{seeds if pooled else [s for _, s in seeds]}"
-          " (test, %)\n")  # fmt: skip
+    names = {key: f"{key[0]}.{key[1]}" if pooled else str(key[1]) for key in seeds}  # "position.seed" when pooled
+    print(f"{'(pre-training position).(seed)' if pooled else 'seeds'} {', '.join(names.values())} (test, %)\n")
     print("| arm | " + " | ".join(label for _, label in METRICS) + " |")
     print("|---|" + "---|" * len(METRICS))
     for name, runs in arms.items():
@@ -60,10 +60,7 @@ def main(argv: list[str]) -> None:
         print(f"| {first} − {second} (paired) | " + " | ".join(cells) + " |")
     print("\nper seed (acc / macro-F1 / ISE / ESE):")
     for name, runs in arms.items():
-        row = "; ".join(
-            f"{f'{p}.{s}' if pooled else s}: " + " / ".join(f"{runs[p, s][key]:.2f}" for key, _ in METRICS)
-            for p, s in seeds
-        )
+        row = "; ".join(f"{names[s]}: " + " / ".join(f"{runs[s][key]:.2f}" for key, _ in METRICS) for s in seeds)
         print(f"- {name}: {row}")
 
 

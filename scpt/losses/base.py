@@ -69,6 +69,14 @@ class LossStats:
     def valid_fraction(self) -> float:
         return self.num_valid_anchors / self.num_anchors if self.num_anchors else 0.0
 
+    def bounds(self, prefix: str = "") -> dict[str, Tensor | float]:
+        """The loss's bounds for logging: ``{prefix}collapsed`` and, where defined (a tensor),
+        ``{prefix}floor``."""
+        bounds: dict[str, Tensor | float] = {f"{prefix}collapsed": self.collapsed_loss}
+        if isinstance(self.floor_loss, Tensor):
+            bounds[f"{prefix}floor"] = self.floor_loss
+        return bounds
+
 
 def mean_over_valid(anchor_losses: AnchorLosses, scale: float, graph_source: Tensor) -> Tensor:
     """``scale * mean`` of the valid anchors' losses (docs/design.md §2, "batch loss").

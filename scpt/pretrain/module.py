@@ -383,9 +383,7 @@ class ContrastivePretrainModule(EncoderModule):
         loss = self.contrastive.loss if self.contrastive is not None else None
         if loss is not None and loss.uses_labels and loss.min_views == 1:
             metrics["scl"] = loss(z.unsqueeze(1), labels)
-            metrics["scl_collapsed"] = loss.last_stats.collapsed_loss
-            if isinstance(loss.last_stats.floor_loss, Tensor):
-                metrics["scl_floor"] = loss.last_stats.floor_loss
+            metrics.update(loss.last_stats.bounds("scl_"))
         for key, value in metrics.items():
             # the same value on every process (computed from the gathered rows): sync_dist averages equal
             # values, and tells Lightning that the epoch-level value is global

@@ -249,10 +249,8 @@ class ContrastiveObjective(Objective):
         metrics: dict[str, Tensor | float] = {}
         if stats is not None:
             metrics["valid_anchor_fraction"] = stats.valid_fraction
-            metrics["collapsed"] = stats.collapsed_loss
             metrics["span"] = stats.similarity_span
-            if isinstance(stats.floor_loss, Tensor):  # defined for SupCon (LossStats.floor_loss)
-                metrics["floor"] = stats.floor_loss
+            metrics.update(stats.bounds())  # collapsed, and SupCon's floor
         if memory is not None:
             metrics.update(self._in_batch_metrics(features, labels))
         if self.queue is not None:
@@ -263,23 +261,19 @@ class ContrastiveObjective(Objective):
         return ObjectiveOutput(loss, metrics)
 
     @torch.no_grad()
-    def _in_batch_metrics(self, features: Tensor, labels: Tensor | None) -> dict[str, Tensor]:
+    def _in_batch_metrics(self, features: Tensor, labels: Tensor | None) -> dict[str, Tensor | float]:
         """The loss of the batch alone, without the queue, beside its collapsed value (and SupCon's floor).
 
-        ``features`` ``[B, V, D]``, ``labels`` ``[B]``: every process's batch (gathered, without gradients),
-        so the values equal one process's on the concatenated batch. A diagnostic only: no gradient, no
-        random numbers, and the training loss's ``last_stats`` are read before this call overwrites them.
+        ``features`` ``[B, V, D]``, ``labels`` ``[B]``: this process's batch, gathered here from every process
+        (without gradients), so the values equal one process's on the concatenated batch. A diagnostic only:
+        no gradient, no random numbers, and the training loss's ``last_stats`` are read before this call
+        overwrites them.
         With a queue the logged loss and its collapsed value ``log|A(a)|`` grow with the queue; these stay
         on the batch's scale (``log(VB - 1)`` at most), the scale of a run without a queue.
         """
         in_batch = self.loss(gather(features.detach()), gather(labels) if labels is not None else None)
-        metrics = {"in_batch": in_batch}
         stats = self.loss.last_stats
-        if stats is not None:
-            metrics["in_batch_collapsed"] = stats.collapsed_loss
-            if isinstance(stats.floor_loss, Tensor):
-                metrics["in_batch_floor"] = stats.floor_loss
-        return metrics
+        return {"in_batch": in_batch, **(stats.bounds("in_batch_") if stats is not None else {})}
 
     @torch.no_grad()
     def after_optimizer_step(self, encoder: PreTrainedModel) -> None:
