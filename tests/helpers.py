@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+
+#: The repository root.
+REPO = Path(__file__).resolve().parents[1]
 
 #: Where the datasets are: ``$SCPT_DATA_DIR``.
 DATA_DIR = Path(os.environ.get("SCPT_DATA_DIR", "/nonexistent"))
@@ -22,3 +28,12 @@ TEXTS = [
     ("menu is short", 2),
     ("decor was nice", 0),
 ]
+
+
+def load_script(relative: str) -> ModuleType:
+    """A script under the repository root (e.g. in experiments/) as a module, by its relative path."""
+    spec = importlib.util.spec_from_file_location(Path(relative).stem + "_under_test", REPO / relative)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

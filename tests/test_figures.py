@@ -4,21 +4,18 @@ PNG of the registered size (one cheap figure; the others are drawn the same way)
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import struct
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from helpers import REPO, load_script
 from scpt import cli, figures
 from scpt.errors import UserError
 from scpt.figures import FIGURES, GradCachePoint, LossCell
 
-REPO = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -35,15 +32,6 @@ def png_size(path: Path) -> tuple[int, int]:
     length, kind = struct.unpack(">I4s", data[8:16])
     assert kind == b"IHDR" and length == 13
     return struct.unpack(">II", data[16:24])
-
-
-def load_script(relative: str) -> ModuleType:
-    """An experiments script as a module (its top level imports no torch)."""
-    spec = importlib.util.spec_from_file_location(Path(relative).stem + "_under_test", REPO / relative)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 # --------------------------------------------------------------------------------------------------
