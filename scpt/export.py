@@ -48,7 +48,7 @@ def export_encoder(checkpoint: str | Path, directory: str | Path) -> Path:
 
     Raises:
         FileExistsError: ``directory`` exists.
-        UserError: ``checkpoint`` is missing or not a PyTorch checkpoint.
+        UserError: ``checkpoint`` is missing, a directory or not a PyTorch checkpoint.
         EncoderLoadError: the checkpoint does not hold an scpt encoder.
     """
     from scpt.encoders import OBJECTIVE_RECORD_KEY, encoder_from_checkpoint, load_tokenizer, read_checkpoint
@@ -56,6 +56,11 @@ def export_encoder(checkpoint: str | Path, directory: str | Path) -> Path:
     checkpoint, directory = Path(checkpoint), Path(directory)
     if directory.exists():
         raise FileExistsError(f"{directory} exists; refusing to overwrite it (remove it or choose another directory)")
+    if checkpoint.is_dir():
+        raise UserError(
+            f"{checkpoint} is a directory, not a checkpoint file; "
+            "give a .ckpt written by 'scpt pretrain fit' or 'scpt finetune fit'"
+        )
     if not checkpoint.is_file():
         raise UserError(f"checkpoint {checkpoint} does not exist")
     if not zipfile.is_zipfile(checkpoint):  # torch.save writes a zip archive; anything else cannot be one
@@ -67,6 +72,7 @@ def export_encoder(checkpoint: str | Path, directory: str | Path) -> Path:
     tokenizer = load_tokenizer(str(checkpoint))
     stored = read_checkpoint(checkpoint)
     hyperparameters = stored.get("hyper_parameters", {})
+    created = [path for path in directory.parents if not path.exists()]  # removed again if the export fails
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.", suffix=".tmp"))
     try:
@@ -85,6 +91,9 @@ def export_encoder(checkpoint: str | Path, directory: str | Path) -> Path:
         os.rename(staging, directory)  # atomic on one file system; fails if directory appeared meanwhile
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for path in created:  # innermost first, while empty
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
         raise
     return directory
 

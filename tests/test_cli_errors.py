@@ -40,6 +40,16 @@ def _write(relative: str, content: bytes) -> Callable[[Path], None]:
     return setup
 
 
+def _make_dir(relative_file: str) -> Callable[[Path], None]:
+    """A setup that creates ``relative_file`` (empty) and the directories above it."""
+
+    def setup(tmp: Path) -> None:
+        (tmp / relative_file).parent.mkdir(parents=True)
+        (tmp / relative_file).write_bytes(b"")
+
+    return setup
+
+
 def _tiny_checkpoint_and_input(tmp: Path) -> None:
     torch.save({"state_dict": {}}, tmp / "model.ckpt")  # a torch file; predict fails before loading it
     (tmp / "in.jsonl").write_bytes(b'{"text": "The staff was rude.", "aspect": "staff"}\n{"text": "caf\xe9"}\n')
@@ -134,6 +144,48 @@ CASES = [
         "export of a missing checkpoint",
         ("export", "{tmp}/missing.ckpt", "{tmp}/encoder"),
         "scpt export: error: checkpoint {tmp}/missing.ckpt does not exist",
+    ),
+    Case(
+        "export of a directory: not a checkpoint file, rather than 'does not exist'",
+        ("export", "{tmp}/checkpoints", "{tmp}/encoder"),
+        "scpt export: error: {tmp}/checkpoints is a directory, not a checkpoint file; "
+        "give a .ckpt written by 'scpt pretrain fit' or 'scpt finetune fit'",
+        _make_dir("checkpoints/last.ckpt"),
+    ),
+    Case(
+        "a negative learning rate, refused by the module rather than by torch's AdamW at fit time",
+        ("finetune", "fit", "--config", FINETUNE, "--model.encoder", "{tiny}", "--model.learning_rate", "-0.1", *RUN),
+        "scpt finetune fit: error: learning_rate must be a finite number > 0, got -0.1",
+    ),
+    Case(
+        "phase 1 refuses a learning rate of 0 too",
+        ("pretrain", "fit", "--config", PRETRAIN, "--model.encoder", "{tiny}", "--model.learning_rate", "0", *RUN),
+        "scpt pretrain fit: error: learning_rate must be a finite number > 0, got 0.0",
+    ),
+    Case(
+        "a dropout probability above 1, refused by the module rather than by torch",
+        ("finetune", "fit", "--config", FINETUNE, "--model.encoder", "{tiny}", "--model.dropout", "2", *RUN),
+        "scpt finetune fit: error: dropout must be in [0, 1), got 2.0",
+    ),
+    Case(
+        "a negative weight decay",
+        ("finetune", "fit", "--config", FINETUNE, "--model.encoder", "{tiny}", "--model.weight_decay", "-1", *RUN),
+        "scpt finetune fit: error: weight_decay must be a finite number >= 0, got -1.0",
+    ),
+    Case(
+        "a classifier head of width 0",
+        ("finetune", "fit", "--config", FINETUNE, "--model.encoder", "{tiny}", "--model.head_dim", "0", *RUN),
+        "scpt finetune fit: error: head_dim must be >= 1, got 0",
+    ),
+    Case(
+        "an encoder path to nothing: a missing directory, not an invalid hub id",
+        ("finetune", "fit", "--config", FINETUNE, "--model.encoder", "{tmp}/nonexistent_dir", *RUN),
+        "scpt finetune fit: error: encoder directory '{tmp}/nonexistent_dir' does not exist",
+    ),
+    Case(
+        "an abbreviated option is unknown, not expanded",
+        ("finetune", "fit", "--config", FINETUNE, "--model.learning_rat", "0.1", *RUN),
+        "scpt finetune fit: error: unknown option --model.learning_rat (did you mean 'model.learning_rate'?)",
     ),
     Case(
         "a failed download leaves no empty folders",

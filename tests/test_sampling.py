@@ -57,11 +57,6 @@ def test_evaluation_order_is_sorted_by_length(lengths: list[int]) -> None:
     assert len(batches) == 10
 
 
-def test_bad_sizes_are_errors() -> None:
-    with pytest.raises(ValueError, match="got 0 and 50"):
-        LengthBucketBatchSampler([1, 2], batch_size=0, shuffle=True)
-
-
 # ---------------------------------------------------------------------------------------------------
 # ClassGroupBatchSampler: every class present in a batch has >= m examples
 
@@ -161,6 +156,18 @@ def test_class_group_sampler_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ClassGroupBatchSampler(**kwargs)
 
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 0}, r"^batch_size must be >= 1, got 0$"),  # names the option the user set
+        ({"batch_size": 4, "pool_batches": 0}, r"^pool_batches must be >= 1, got 0$"),
+    ],
+)
+def test_length_bucket_sampler_errors_name_the_setting(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LengthBucketBatchSampler([3, 5, 7], shuffle=False, **kwargs)
 
 # ---------------------------------------------------------------------------------------------------
 # Across processes: rank r of W takes an equal part of every global batch of W·B (docs/design.md §3)

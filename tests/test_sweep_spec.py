@@ -200,3 +200,15 @@ def test_pipeline_trial_splits_phase_options() -> None:
         ["--model.learning_rate=3e-5", "--trainer.max_epochs", "2"],
         "/runs/trial_3",
     )
+
+
+def test_a_storage_that_cannot_be_opened_leaves_no_output_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scpt import cli
+
+    spec = Path(__file__).resolve().parents[1] / "configs" / "sweeps" / "pretrain_dscl_tau_alpha.yaml"
+    output_dir = tmp_path / "new" / "sweep"
+    assert cli.main(["sweep", str(spec), "--output-dir", str(output_dir), "--storage", "bogus://x"]) == 2
+    assert capsys.readouterr().err.startswith("scpt sweep: error: --storage bogus://x: cannot open it")
+    assert list(tmp_path.iterdir()) == []  # neither the output directory nor the parent it would have made

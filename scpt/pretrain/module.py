@@ -81,14 +81,17 @@ class ContrastivePretrainModule(EncoderModule):
         queue_size: K contrast-only features (with labels) from earlier batches (0: none).
         momentum: the queue's keys come from an EMA copy of encoder and projection (0: from the features).
         lambda_scl, lambda_map, lambda_rr: weights of the three built-in objectives (0 removes the term).
-        mask_probability: share of sentence tokens masked per sequence (aspect tokens first).
-        decoder_layers, decoder_dropout: the review-reconstruction decoder (SCAPT: 6 layers on BERT-base).
+        mask_probability: share of sentence tokens masked per sequence (aspect tokens first; in ``(0, 1]``
+            when an objective masks).
+        decoder_layers, decoder_dropout: the review-reconstruction decoder (SCAPT: 6 layers on BERT-base;
+            dropout in ``[0, 1)``).
         objectives: further objectives (:class:`~scpt.pretrain.objectives.Objective` subclasses, by class path).
         grad_cache_chunk: gradient caching: encode training batches in chunks of this many samples,
             recomputing each chunk's activations in backward, so memory follows the chunk while the
             gradient stays the full batch's (``None``: one pass over the batch).
-        learning_rate, weight_decay, warmup_ratio: AdamW with linear warmup and decay.
-        probe_k: k of the held-out k-NN probe.
+        learning_rate, weight_decay, warmup_ratio: AdamW with linear warmup and decay (a finite number > 0, a
+            finite number >= 0, a share in ``[0, 1)``).
+        probe_k: k of the held-out k-NN probe (>= 1).
         probe_per_class: also log each probe's per-class recall (per-class accuracy) and F1 and its macro-F1
             on the projected features, ``val/probe_<centroid|knn>_<recall|f1>/<class>`` and
             ``val/probe_<centroid|knn>_macro_f1`` (for long-tailed corpora, where accuracy hides the tail).
@@ -96,6 +99,10 @@ class ContrastivePretrainModule(EncoderModule):
             512 points on 2 CPU cores) at the first validation and every ``projection_every``-th after it,
             coloured by label, for the loggers (W&B image and table, TensorBoard image, else a PNG file
             ``<log_dir>/projections/step_<global_step>.png``); 0: never. Rank 0 only.
+
+    Raises:
+        ValueError: an argument out of range or a combination that cannot train (the message names the
+            argument and its value); the plain range checks run before the encoder loads.
     """
 
     def __init__(
@@ -124,14 +131,19 @@ class ContrastivePretrainModule(EncoderModule):
         probe_per_class: bool = False,
         projection_every: int = 1,
     ) -> None:
-        super().__init__(encoder, warmup_ratio=warmup_ratio)
         if num_views < 1:
             raise ValueError(f"num_views must be >= 1, got {num_views}")
         if projection_every < 0:
             raise ValueError(f"projection_every must be >= 0 (0: no projections), got {projection_every}")
+        if probe_k < 1:
+            raise ValueError(f"probe_k must be >= 1, got {probe_k}")
+        if not 0.0 <= decoder_dropout < 1.0:
+            raise ValueError(f"decoder_dropout must be in [0, 1), got {decoder_dropout}")
         for name, weight in (("lambda_scl", lambda_scl), ("lambda_map", lambda_map), ("lambda_rr", lambda_rr)):
             if not weight >= 0:
                 raise ValueError(f"{name} must be >= 0, got {weight}")
+        # the base checks the optimiser settings, then loads the encoder
+        super().__init__(encoder, warmup_ratio=warmup_ratio, learning_rate=learning_rate, weight_decay=weight_decay)
         built_in = [
             ContrastiveObjective(
                 lambda_scl, loss, projection_dim, projection, projection_norm, pooling, queue_size, momentum
@@ -142,6 +154,8 @@ class ContrastivePretrainModule(EncoderModule):
         active = [o for o in built_in + list(objectives or []) if o.weight > 0]
         if not active:
             raise ValueError("every objective has weight 0 (lambda_scl, lambda_map, lambda_rr, ...): nothing to train")
+        if any(o.needs_masking for o in active) and not 0.0 < mask_probability <= 1.0:
+            raise ValueError(f"mask_probability must be in (0, 1], got {mask_probability}")
         names = [o.name for o in active]
         if len(set(names)) != len(names):
             raise ValueError(f"model.objectives: two objectives share a name: {names}")

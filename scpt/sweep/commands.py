@@ -136,8 +136,15 @@ def run_sweep(argv: list[str]) -> int:
         seed=args.seed,
         extra_args=tuple(extra),
     )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(spec, options)
+    created = [path for path in (output_dir, *output_dir.parents) if not path.exists()]
+    output_dir.mkdir(parents=True, exist_ok=True)  # the default storage is a SQLite file in it
+    try:
+        study = open_study(spec, options)
+    except BaseException:  # a storage that cannot be opened: leave no empty output directory behind
+        for path in created:
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        raise
     print(
         f"[sweep] {spec.method} sweep '{study_name}' of {spec.path}: {spec.metric} ({spec.goal}); "
         f"study in {options.storage}; trials in {output_dir}",

@@ -287,8 +287,9 @@ PARSER_MODE = "omegaconf"
 
 def parser_kwargs(cli_class: type[LightningCLI]) -> dict[str, Any]:
     """Parser settings for the main parser and every subcommand's (``fit``, ``validate``, ...): OmegaConf
-    YAML, and errors raised (``exit_on_error=False``) for :class:`EncoderCLI` to word them."""
-    shared = {"parser_mode": PARSER_MODE, "exit_on_error": False}
+    YAML, errors raised (``exit_on_error=False``) for :class:`EncoderCLI` to word them, and no abbreviated
+    options (``allow_abbrev=False``: ``--model.learning_rat`` is an unknown option, not ``--model.learning_rate``)."""
+    shared = {"parser_mode": PARSER_MODE, "exit_on_error": False, "allow_abbrev": False}
     main = {**shared, "prog": getattr(cli_class, "prog", "scpt")}
     if getattr(cli_class, "description", ""):
         main["description"] = cli_class.description

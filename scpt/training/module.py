@@ -7,7 +7,7 @@ hyperparameters, which must include ``learning_rate``, ``weight_decay`` and ``wa
     class MyModule(EncoderModule):
         def __init__(self, encoder: str = DEFAULT_ENCODER, learning_rate: float = 5e-5,
                      weight_decay: float = 0.01, warmup_ratio: float = 0.1) -> None:
-            super().__init__(encoder, warmup_ratio=warmup_ratio)
+            super().__init__(encoder, warmup_ratio=warmup_ratio, learning_rate=learning_rate, weight_decay=weight_decay)
             self.save_hyperparameters()
             self.head = nn.Linear(self.encoder.config.hidden_size, 3)
 """
@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from transformers import PreTrainedModel
 
 from scpt.encoders import ENCODER_RECORD_KEY, UNUSED_PREFIXES, encoder_record, load_encoder, tokenizer_source
-from scpt.training.optim import linear_warmup_decay, no_decay_parameter_groups
+from scpt.training.optim import check_optimizer_settings, linear_warmup_decay, no_decay_parameter_groups
 from scpt.training.resume import RNG_RECORD_KEY, restore_dataloader_state, restore_rng_state, rng_state
 
 #: Hyperparameters that :meth:`EncoderModule.configure_optimizers` reads.
@@ -45,16 +45,28 @@ class EncoderModule(pl.LightningModule):
             :data:`~scpt.encoders.DEFAULT_ENCODER` (see :mod:`scpt.encoders`).
         warmup_ratio: the share of training steps spent warming up, checked here (in ``[0, 1)``); the
             subclass also saves it as a hyperparameter, where ``configure_optimizers`` reads it.
+        learning_rate, weight_decay: AdamW's, checked here when given (a finite number > 0; a finite
+            number >= 0), before the encoder loads; saved by the subclass like ``warmup_ratio``.
+
+    Raises:
+        ValueError: a setting out of range (:func:`~scpt.training.optim.check_optimizer_settings`: the
+            message names it and its value).
 
     Attributes:
         encoder: the HF ``AutoModel``.
         tokenizer_source: where the encoder's tokenizer lives (recorded in checkpoints).
     """
 
-    def __init__(self, encoder: str, *, warmup_ratio: float) -> None:
+    def __init__(
+        self,
+        encoder: str,
+        *,
+        warmup_ratio: float,
+        learning_rate: float | None = None,
+        weight_decay: float | None = None,
+    ) -> None:
         super().__init__()
-        if not 0.0 <= warmup_ratio < 1.0:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+        check_optimizer_settings(warmup_ratio=warmup_ratio, learning_rate=learning_rate, weight_decay=weight_decay)
         self.encoder: PreTrainedModel = load_encoder(encoder)
         self.encoder.train()  # from_pretrained returns eval mode (dropout off); Lightning keeps module modes
         self.tokenizer_source: str = tokenizer_source(encoder)
