@@ -13,17 +13,23 @@ a crashed or interrupted run; a finished stage is never redone):
 4. ``variants/<name>/`` for each pre-training variant (optional ``variants``: an ablation such as
    ``lambda_scl = 0``, another pre-training seed): pre-training with the variant's extra arguments and its
    export, then ``finetune/<name>/`` on the same seeds.
-5. ``results.md`` and ``results.json``: test accuracy, macro-F1, ISE and ESE accuracy, mean ± std
+5. With ``pretrain_seeds`` (optional), every pre-training (the main one and each variant's) again once per
+   seed S with ``--seed_everything S``, as the variant ``<arm>.seed<S>`` (``variants/pretrained.seed8/``,
+   ``finetune/pretrained.seed8/``, ...): pre-training runs vary as much as the effects they are used to
+   measure, so one pre-training per arm says little.
+6. ``results.md`` and ``results.json``: test accuracy, macro-F1, ISE and ESE accuracy, mean ± std
    per arm, and the paired differences per seed: pre-trained − direct and, for each variant,
-   pre-trained − variant and variant − direct.
+   pre-trained − variant and variant − direct. With ``pretrain_seeds``, the same per pre-training run
+   (``over_pretraining``: a run's mean over the fine-tuning seeds, then mean ± std and the 95% t interval
+   over the runs; :func:`compare`).
 
 A stage records the arguments it ran with; resuming with different ones is an error naming the stage
 (delete its directory to redo it), so a results table never mixes two settings. Arguments that only
-change what is printed (:data:`DISPLAY_ARGS`, e.g. ``--trainer.enable_progress_bar``) are left out of
-that comparison.
+change what is printed (:data:`~scpt.training.files.DISPLAY_ARGS`, e.g. ``--trainer.enable_progress_bar``)
+are left out of that comparison.
 
 Progress: the work is n = 1 + 2 · len(seeds) stages (pre-training with its export, then one
-fine-tuning run per arm and seed), plus 1 + len(seeds) per variant, and each prints ``stage k/n`` with
+fine-tuning run per arm and seed), plus 1 + len(seeds) per variant and per replicate, and each prints ``stage k/n`` with
 the elapsed time and an estimate of the time left (:class:`StageProgress`: every stage still to run
 costs the mean duration of the finished stages of its kind, recorded ones included when resuming).
 Within a stage the trainer shows its progress bar on a terminal, or
@@ -41,11 +47,13 @@ The pipeline config (YAML)::
       args: []
     variants:                  # optional: more pre-trainings (extra arguments after pretrain.args)
       no_scl: [--model.lambda_scl, "0"]
+    pretrain_seeds: [8, 9]     # optional: replicate every pre-training with these seeds
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import statistics
@@ -57,17 +65,16 @@ from typing import Any
 
 import yaml
 
-from scpt.finetune.seeds import TABLE_METRICS
-from scpt.training.files import format_duration, run_group, write_atomically
+from scpt.errors import UserError
+from scpt.finetune.seeds import TABLE_METRICS, check_seeds
+from scpt.training.files import format_duration, read_record, run_group, without_display_args, write_atomically
+from scpt.training.stats import mean_std, t_interval
 from scpt.training.trial import write_trial_result
 
 STAGE_FILE = "stage.json"
 ARMS = ("pretrained", "direct")
 """The two arms every pipeline runs; a variant adds an arm named after it."""
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-#: Lightning CLI options that change only what is printed: a resumed stage may differ in them.
-DISPLAY_ARGS = ("--trainer.enable_progress_bar",)
 
 
 class PipelineConfigError(ValueError):
@@ -95,6 +102,39 @@ class PipelineConfig:
     pretrain: PhaseSpec
     finetune: PhaseSpec
     variants: dict[str, list[str]] = field(default_factory=dict)
+    pretrain_seeds: list[int] = field(default_factory=list)
+    source: str = "the pipeline config"
+    """Where the config came from (its file), for error messages."""
+
+    @property
+    def replicates(self) -> dict[str, list[str]]:
+        """Per pre-trained arm (``pretrained`` and each variant), its pre-training runs: the arm itself, then one
+        :func:`replicate_name` per seed of ``pretrain_seeds``; empty without ``pretrain_seeds``."""
+        if not self.pretrain_seeds:
+            return {}
+        arms = ["pretrained", *self.variants]
+        return {arm: [arm, *(replicate_name(arm, seed) for seed in self.pretrain_seeds)] for arm in arms}
+
+    @property
+    def pretrainings(self) -> dict[str, list[str]]:
+        """Every pre-training besides the main one, in the order they run, with its arguments after
+        ``pretrain.args``: the variants, then the replicates (the main pre-training's, then each variant's), a
+        replicate being its arm's arguments followed by ``--seed_everything S``."""
+        runs = dict(self.variants)
+        for arm, names in self.replicates.items():
+            for seed, name in zip(self.pretrain_seeds, names[1:]):
+                runs[name] = [*self.variants.get(arm, []), "--seed_everything", str(seed)]
+        return runs
+
+    def pretraining_args(self, variant: str | None = None) -> list[str]:
+        """The extra pre-training arguments of the main pre-training or of ``variant`` (a name of
+        :attr:`pretrainings`): ``pretrain.args``, then the variant's own."""
+        return [*self.pretrain.args, *(self.pretrainings[variant] if variant is not None else [])]
+
+
+def replicate_name(arm: str, seed: int) -> str:
+    """The arm of ``arm``'s pre-training replicated with ``--seed_everything seed``: ``pretrained.seed8``."""
+    return f"{arm}.seed{seed}"
 
 
 def _phase(path: Path, raw: Any, name: str) -> PhaseSpec:
@@ -131,6 +171,14 @@ def _variants(path: Path, raw: Any) -> dict[str, list[str]]:
     return {name: list(args) for name, args in raw.items()}
 
 
+def _check_seeds(seeds: Sequence[int], where: str) -> None:
+    """:func:`~scpt.finetune.seeds.check_seeds`, raising :class:`PipelineConfigError`."""
+    try:
+        check_seeds(seeds, where)
+    except UserError as error:
+        raise PipelineConfigError(str(error)) from None
+
+
 def load_pipeline_config(path: str | Path) -> PipelineConfig:
     """Read and check a pipeline config.
 
@@ -139,20 +187,24 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise PipelineConfigError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
     except yaml.YAMLError as error:
         raise PipelineConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise PipelineConfigError(f"{path}: expected a mapping with output_dir, seeds, pretrain, finetune")
-    unknown = set(raw) - {"output_dir", "seeds", "pretrain", "finetune", "variants"}
+    unknown = set(raw) - {"output_dir", "seeds", "pretrain", "finetune", "variants", "pretrain_seeds"}
     if unknown:
         raise PipelineConfigError(
             f"{path}: unknown field(s) {sorted(unknown)}; expected output_dir, seeds, pretrain, finetune"
-            " (and optional variants)"
+            " (and optional variants, pretrain_seeds)"
         )
     for key in ("output_dir", "seeds", "pretrain", "finetune"):
         if key not in raw:
             raise PipelineConfigError(f"{path}: missing field '{key}'")
+    if not isinstance(raw["output_dir"], str) or not raw["output_dir"]:
+        raise PipelineConfigError(f"{path}: 'output_dir' must be a directory path, got {raw['output_dir']!r}")
     seeds = raw["seeds"]
     if (
         not isinstance(seeds, list)
@@ -160,35 +212,32 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     ):
         raise PipelineConfigError(f"{path}: 'seeds' must be a non-empty list of integers, got {seeds!r}")
-    if len(set(seeds)) != len(seeds):
-        raise PipelineConfigError(f"{path}: 'seeds' repeats a seed: {seeds}")
-    return PipelineConfig(
+    _check_seeds(seeds, f"{path}: 'seeds'")
+    pretrain_seeds = raw.get("pretrain_seeds") or []
+    if not isinstance(pretrain_seeds, list) or not all(
+        isinstance(s, int) and not isinstance(s, bool) for s in pretrain_seeds
+    ):
+        raise PipelineConfigError(f"{path}: 'pretrain_seeds' must be a list of integers, got {pretrain_seeds!r}")
+    if pretrain_seeds:
+        _check_seeds(pretrain_seeds, f"{path}: 'pretrain_seeds'")
+    config = PipelineConfig(
         Path(raw["output_dir"]),
         list(seeds),
         _phase(path, raw["pretrain"], "pretrain"),
         _phase(path, raw["finetune"], "finetune"),
         _variants(path, raw.get("variants")),
+        list(pretrain_seeds),
+        str(path),
     )
+    taken = [name for names in config.replicates.values() for name in names[1:] if name in config.variants]
+    if taken:
+        raise PipelineConfigError(f"{path}: variant name {taken[0]!r} is the name of a pre-training replicate")
+    return config
 
 
 # --------------------------------------------------------------------------------------------------
 # Stage bookkeeping
 # --------------------------------------------------------------------------------------------------
-
-
-def without_display_args(args: Sequence[str]) -> list[str]:
-    """``args`` less the options of :data:`DISPLAY_ARGS` and their values (``--opt value`` or ``--opt=value``):
-    ``["--a", "1", "--trainer.enable_progress_bar", "false"]`` -> ``["--a", "1"]``."""
-    kept: list[str] = []
-    skip_value = False
-    for arg in args:
-        if skip_value:
-            skip_value = False
-        elif arg in DISPLAY_ARGS:
-            skip_value = True
-        elif not arg.startswith(tuple(f"{option}=" for option in DISPLAY_ARGS)):
-            kept.append(arg)
-    return kept
 
 
 def _same_plan(recorded: Any, plan: dict[str, Any]) -> bool:
@@ -201,15 +250,23 @@ def _same_plan(recorded: Any, plan: dict[str, Any]) -> bool:
 
 
 def _check_or_record(directory: Path, name: str, plan: dict[str, Any]) -> dict[str, Any] | None:
-    """The stage's record if it finished; raise if it ran (or began) with a different plan (display
-    options aside)."""
+    """The stage's record if it finished; ``None`` if it has not run, or began but left nothing to resume.
+
+    A stage that finished, or began and left a checkpoint, with a different plan (display options aside) is
+    an error: resuming would mix two settings. One that began and left no checkpoint (it failed while
+    building its model or data, e.g. on a bad value) is started afresh with the new plan.
+    """
     record_file = directory / STAGE_FILE
     if not record_file.exists():
         return None
-    record = json.loads(record_file.read_text())
+    record = read_record(record_file)
     if not _same_plan(record.get("plan"), plan):
+        partial = None if record.get("done") else next(iter(sorted(directory.glob("**/*.ckpt"))), None)
+        if not record.get("done") and partial is None:
+            return None
+        what = "ran" if record.get("done") else f"began (its checkpoint {partial})"
         raise RuntimeError(
-            f"stage '{name}' in {directory} ran with different arguments:\n  recorded: {record.get('plan')}\n"
+            f"stage '{name}' in {directory} {what} with different arguments:\n  recorded: {record.get('plan')}\n"
             f"  now:      {plan}\nremove {directory} to redo it, or choose another output_dir"
         )
     return record if record.get("done") else None
@@ -317,15 +374,23 @@ class StageProgress:
         self.write(f"{self._where(index)}: done before ({format_duration(seconds)})")
 
 
-def dev_split(phase: str, spec: PhaseSpec) -> dict[str, Any]:
-    """``data.dev_fraction`` and ``data.split_seed`` of a phase (``"pretrain"`` or ``"finetune"``), read from
-    its configuration as that phase's CLI parses it: config files, interpolations, arguments and defaults."""
+def parse_phase(phase: str, spec: PhaseSpec) -> Any:
+    """The configuration of a phase (``"pretrain"`` or ``"finetune"``) as its CLI parses it: config files,
+    interpolations, arguments and defaults; nothing instantiated."""
     if phase == "pretrain":
         from scpt.pretrain.cli import parse_config
     else:
         from scpt.finetune.cli import parse_config
-    data = parse_config(spec.cli_args()).data
-    return {"dev_fraction": data.dev_fraction, "split_seed": data.split_seed}
+    return parse_config(spec.cli_args())
+
+
+def dev_split(phase: str, spec: PhaseSpec) -> dict[str, Any]:
+    """``data.dev_fraction`` and ``data.split_seed`` of a phase, read as :func:`parse_phase` reads it."""
+    return _split_of(parse_phase(phase, spec))
+
+
+def _split_of(parsed: Any) -> dict[str, Any]:
+    return {"dev_fraction": parsed.data.dev_fraction, "split_seed": parsed.data.split_seed}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -334,7 +399,7 @@ def dev_split(phase: str, spec: PhaseSpec) -> dict[str, Any]:
 
 
 def _progress(config: PipelineConfig, progress: StageProgress | None) -> StageProgress:
-    return progress if progress is not None else StageProgress(pipeline_stages(config.seeds, list(config.variants)))
+    return progress if progress is not None else StageProgress(pipeline_stages(config.seeds, list(config.pretrainings)))
 
 
 def pretraining_dir(config: PipelineConfig, variant: str | None = None) -> Path:
@@ -358,7 +423,7 @@ def run_pretraining(
     stage_index = progress.index(pretraining_stage(variant))
     root = pretraining_dir(config, variant)
     directory, encoder_dir = root / "pretrain", root / "encoder"
-    args = [*config.pretrain.args, *(config.variants[variant] if variant is not None else [])]
+    args = config.pretraining_args(variant)
     plan = {"configs": config.pretrain.configs, "args": args}
     label = "pre-training" if variant is None else f"pre-training ({variant})"
     record = _check_or_record(directory, directory.relative_to(config.output_dir).as_posix(), plan)
@@ -413,7 +478,7 @@ def run_finetuning(
     progress = _progress(config, progress)
     first_stage = progress.index(finetuning_stage(arm, config.seeds[0]))
     if summary_file.exists():
-        previous = json.loads(summary_file.read_text())
+        previous = read_record(summary_file)
         if previous.get("configs") != config.finetune.configs or without_display_args(
             previous.get("extra_args") or []
         ) != without_display_args(args):
@@ -455,67 +520,115 @@ def _summary_for_seeds(summary: dict[str, Any], seeds: list[int]) -> dict[str, A
 # --------------------------------------------------------------------------------------------------
 
 
-def _mean_std(values: list[float]) -> dict[str, float | None]:
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else None,
-        "n": len(values),
-    }
-
-
 def compared_pairs(arms: Sequence[str]) -> list[tuple[str, str]]:
     """The paired differences reported, as ``(minuend, subtrahend)``: pre-trained − direct, then per variant
-    pre-trained − variant and variant − direct."""
+    pre-trained − variant and variant − direct (``arms``: the main arms and the variants, no replicates)."""
     variants = [arm for arm in arms if arm not in ARMS]
     return [("pretrained", "direct"), *(pair for v in variants for pair in (("pretrained", v), (v, "direct")))]
 
 
-def compare(arms: dict[str, dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
+def _over_runs(run_means: list[float]) -> dict[str, Any]:
+    """Mean ± std of one value per pre-training run, with its 95% t interval (:func:`t_interval`)."""
+    return {**mean_std(run_means), "ci95": list(t_interval(run_means)), "runs": run_means}
+
+
+def compare(
+    arms: dict[str, dict[str, Any]], seeds: list[int], replicates: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     """Per arm and metric mean ± std over seeds, and the paired per-seed differences (:func:`compared_pairs`).
 
     ``arms`` maps an arm to its summary, whose ``runs`` are in the order of ``seeds``. ``table["difference"]``
-    is pre-trained − direct; ``differences["a - b"]`` holds every pair, that one included."""
+    is pre-trained − direct; ``differences["a - b"]`` holds every pair, that one included.
+
+    ``replicates`` (:attr:`PipelineConfig.replicates`) lists, per pre-trained arm, the arms of its R
+    pre-training runs. Then ``over_pretraining`` takes the pre-training run as the unit (the fine-tuning
+    seeds of one run share its encoder, so they are not replicates of pre-training): per arm, and per pair
+    with run r of each side (direct has one run, shared), the run's mean over the fine-tuning seeds, and over
+    the R runs their mean ± std and 95% Student t interval (``ci95``). ``differences`` stay those of the
+    first run of each arm (the configs' own seed)."""
     metrics = [m for m in TABLE_METRICS if all(m in run["test"] for arm in arms.values() for run in arm["runs"])]
     table: dict[str, Any] = {
-        arm: {m: _mean_std([run["test"][m] for run in arms[arm]["runs"]]) for m in metrics} for arm in arms
+        arm: {m: mean_std([run["test"][m] for run in arms[arm]["runs"]]) for m in metrics} for arm in arms
     }
-    differences = {
-        f"{a} - {b}": {
-            m: _mean_std([x["test"][m] - y["test"][m] for x, y in zip(arms[a]["runs"], arms[b]["runs"], strict=True)])
-            for m in metrics
-        }
-        for a, b in compared_pairs(list(arms))
-    }
+
+    def paired(a: str, b: str, m: str) -> list[float]:
+        return [x["test"][m] - y["test"][m] for x, y in zip(arms[a]["runs"], arms[b]["runs"], strict=True)]
+
+    replicates = replicates or {}
+    copies = {name for names in replicates.values() for name in names[1:]}
+    pairs = compared_pairs([arm for arm in arms if arm not in copies])
+    differences = {f"{a} - {b}": {m: mean_std(paired(a, b, m)) for m in metrics} for a, b in pairs}
     table["difference"] = differences["pretrained - direct"]
-    return {"seeds": seeds, "metrics": metrics, "table": table, "differences": differences}
+    comparison = {"seeds": seeds, "metrics": metrics, "table": table, "differences": differences}
+    if replicates:
+        runs = len(next(iter(replicates.values())))
+
+        def run_arm(arm: str, r: int) -> str:
+            return replicates[arm][r] if arm in replicates else arm
+
+        comparison["over_pretraining"] = {
+            "runs": runs,
+            "arms": {
+                arm: {m: _over_runs([table[name][m]["mean"] for name in names]) for m in metrics}
+                for arm, names in replicates.items()
+            },
+            "differences": {
+                f"{a} - {b}": {
+                    m: _over_runs([statistics.fmean(paired(run_arm(a, r), run_arm(b, r), m)) for r in range(runs)])
+                    for m in metrics
+                }
+                for a, b in pairs
+            },
+        }
+    return comparison
 
 
-def _cell(entry: dict[str, float | None], signed: bool = False) -> str:
-    mean = f"{entry['mean']:+.2f}" if signed else f"{entry['mean']:.2f}"
-    return mean if entry["std"] is None else f"{mean} ± {entry['std']:.2f}"
+def _cell(entry: dict[str, Any], signed: bool = False) -> str:
+    """``mean ± std`` (the mean alone for one value), and ``[low, high]`` where the entry has a ``ci95``."""
+    sign = "+" if signed else ""
+    cell = f"{entry['mean']:{sign}.2f}" + ("" if entry["std"] is None else f" ± {entry['std']:.2f}")
+    if "ci95" in entry:
+        low, high = entry["ci95"]
+        cell += f" [{low:{sign}.2f}, {high:{sign}.2f}]"
+    return cell
 
 
 def results_markdown(comparison: dict[str, Any], arms: dict[str, dict[str, Any]], timing: dict[str, float]) -> str:
     metrics = comparison["metrics"]
     names = {"acc": "accuracy", "macro_f1": "macro-F1", "ise_acc": "ISE accuracy", "ese_acc": "ESE accuracy"}
     table, variants = comparison["table"], [arm for arm in arms if arm not in ARMS]
+    pairs = [pair.split(" - ") for pair in comparison["differences"]]
 
     def row(label: str, entries: dict[str, Any], signed: bool = False) -> str:
         return f"| {label} | " + " | ".join(_cell(entries[m], signed) for m in metrics) + " |"
 
+    def arm_label(arm: str) -> str:
+        return {"direct": "direct fine-tuning", "pretrained": "pre-trained, then fine-tuned"}.get(
+            arm, f"variant {arm}, then fine-tuned"
+        )
+
+    header = ["| encoder | " + " | ".join(names.get(m, m) for m in metrics) + " |", "|---|" + "---|" * len(metrics)]
     lines = [
         f"Test split, %, mean ± std over seeds {comparison['seeds']} (each selected on dev).",
         "",
-        "| encoder | " + " | ".join(names.get(m, m) for m in metrics) + " |",
-        "|---|" + "---|" * len(metrics),
-        row("direct fine-tuning", table["direct"]),
-        row("pre-trained, then fine-tuned", table["pretrained"]),
-        *(row(f"variant {v}, then fine-tuned", table[v]) for v in variants),
+        *header,
+        *(row(arm_label(arm), table[arm]) for arm in ("direct", "pretrained", *variants)),
         row("difference (paired by seed)", table["difference"], signed=True),
-        *(
-            row(f"{a} − {b} (paired by seed)", comparison["differences"][f"{a} - {b}"], signed=True)
-            for a, b in compared_pairs(list(arms))[1:]
-        ),
+        *(row(f"{a} − {b} (paired by seed)", comparison["differences"][f"{a} - {b}"], True) for a, b in pairs[1:]),
+    ]
+    over = comparison.get("over_pretraining")
+    if over is not None:
+        lines += [
+            "",
+            f"Over pre-training runs: each pre-trained arm was pre-trained {over['runs']} times (its own seed, then"
+            " pretrain_seeds); a run counts once, as its mean over the fine-tuning seeds. Mean ± std over the runs,"
+            " [95% Student t interval]; direct fine-tuning, which has no pre-training, is paired with every run.",
+            "",
+            *header,
+            *(row(arm_label(arm), entries) for arm, entries in over["arms"].items()),
+            *(row(f"{a} − {b} (paired)", over["differences"][f"{a} - {b}"], signed=True) for a, b in pairs),
+        ]
+    lines += [
         "",
         "Per seed:",
         "",
@@ -530,19 +643,52 @@ def results_markdown(comparison: dict[str, Any], arms: dict[str, dict[str, Any]]
     return "\n".join(lines) + "\n"
 
 
+def check_before_running(config: PipelineConfig) -> None:
+    """What can be checked before hours of training: the fine-tuning seeds, and every pre-training's and the
+    fine-tuning's arguments as their CLIs parse them (unknown keys, wrong types), each pre-training with the
+    same dev split as fine-tuning (its corpus must exclude phase 2's dev sentences).
+
+    Raises:
+        PipelineConfigError: naming the config file and the phase or variant.
+    """
+    _check_seeds(config.seeds, f"{config.source}: 'seeds'")
+
+    def parsed(phase: str, spec: PhaseSpec, where: str) -> Any:
+        try:
+            return parse_phase(phase, spec)
+        except UserError as error:
+            raise PipelineConfigError(f"{config.source}: {where}: {error}") from None
+
+    finetune_split = _split_of(parsed("finetune", config.finetune, "fine-tuning (finetune.configs and finetune.args)"))
+    for variant in (None, *config.variants):
+        where = "pre-training (pretrain.configs and pretrain.args)" if variant is None else f"variant '{variant}'"
+        pretraining = parsed("pretrain", PhaseSpec(config.pretrain.configs, config.pretraining_args(variant)), where)
+        own_seed = pretraining.seed_everything
+        if config.pretrain_seeds and (not isinstance(own_seed, int) or isinstance(own_seed, bool)):
+            raise PipelineConfigError(
+                f"{config.source}: 'pretrain_seeds' replicates pre-trainings of a fixed seed, but {where} has "
+                f"seed_everything {own_seed!r}: set it to an integer"
+            )
+        if own_seed in config.pretrain_seeds:
+            raise PipelineConfigError(
+                f"{config.source}: 'pretrain_seeds' {config.pretrain_seeds} repeats the seed of {where} "
+                f"(seed_everything {own_seed}): that replicate would be the same run"
+            )
+        pretrain_split = _split_of(pretraining)
+        if pretrain_split != finetune_split:
+            raise PipelineConfigError(
+                f"{config.source}: {where} and fine-tuning use different dev splits ({pretrain_split} vs "
+                f"{finetune_split}): the pre-training corpus must exclude phase 2's dev sentences, so "
+                "data.dev_fraction and data.split_seed must match"
+            )
+
+
 def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     """All stages; returns the comparison written to ``results.json``."""
     started = time.perf_counter()
-    pretrain_split = dev_split("pretrain", config.pretrain)
-    finetune_split = dev_split("finetune", config.finetune)
-    if pretrain_split != finetune_split:
-        raise PipelineConfigError(
-            f"pre-training and fine-tuning use different dev splits ({pretrain_split} vs {finetune_split}): the "
-            "pre-training corpus must exclude phase 2's dev sentences, so data.dev_fraction and data.split_seed "
-            "must match"
-        )
+    check_before_running(config)
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    progress = StageProgress(pipeline_stages(config.seeds, list(config.variants)))
+    progress = StageProgress(pipeline_stages(config.seeds, list(config.pretrainings)))
     with run_group(f"pipeline-{config.output_dir.name}"):  # every stage's W&B run in one group (a sweep's wins)
         encoder_dir = run_pretraining(config, started, progress)
         arms = {
@@ -551,21 +697,21 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
             ),
             "direct": run_finetuning(config, "direct", [], started, progress),
         }
-        for variant in config.variants:
+        for variant in config.pretrainings:
             variant_encoder = run_pretraining(config, started, progress, variant)
             arms[variant] = run_finetuning(
                 config, variant, ["--model.encoder", str(variant_encoder)], started, progress
             )
-    comparison = compare(arms, config.seeds)
+    comparison = compare(arms, config.seeds, config.replicates)
     records = {
         variant: json.loads((pretraining_dir(config, variant) / "pretrain" / STAGE_FILE).read_text())
-        for variant in (None, *config.variants)
+        for variant in (None, *config.pretrainings)
     }
     timing = {
         "pre-training": records[None]["seconds"],
         **{f"fine-tuning ({arm})": sum(run["seconds"] for run in arms[arm]["runs"]) for arm in ARMS},
     }
-    for variant in config.variants:
+    for variant in config.pretrainings:
         timing[f"pre-training ({variant})"] = records[variant]["seconds"]
         timing[f"fine-tuning ({variant})"] = sum(run["seconds"] for run in arms[variant]["runs"])
     comparison.update(
@@ -577,9 +723,10 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
                 "checkpoint": records[None]["checkpoint"],
             },
             "variants": {
-                variant: {"args": config.variants[variant], "checkpoint": records[variant]["checkpoint"]}
-                for variant in config.variants
+                variant: {"args": args, "checkpoint": records[variant]["checkpoint"]}
+                for variant, args in config.pretrainings.items()
             },
+            "pretrain_seeds": config.pretrain_seeds,
             "finetune": {"configs": config.finetune.configs, "args": config.finetune.args},
             "runs": arms,
         }
@@ -606,13 +753,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", help="overrides the config's seeds")
     args = parser.parse_args(argv)
     config = load_pipeline_config(args.config)
-    if args.output_dir is not None or args.seeds is not None:
-        config = PipelineConfig(
-            args.output_dir or config.output_dir,
-            args.seeds or config.seeds,
-            config.pretrain,
-            config.finetune,
-            config.variants,
-        )
+    if args.output_dir is not None:
+        config = dataclasses.replace(config, output_dir=args.output_dir)
+    if args.seeds is not None:
+        check_seeds(args.seeds, "--seeds")
+        config = dataclasses.replace(config, seeds=args.seeds)
     run_pipeline(config)
     return 0

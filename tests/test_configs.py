@@ -30,7 +30,8 @@ def test_every_shipped_config_is_covered_here() -> None:
         *(f"trainer/{name}.yaml" for name in ("cpu", "gpu", "ddp", "ddp_cpu")),
         *(f"logger/{name}.yaml" for name in ("csv", "wandb")),
         *(f"loss/{name}.yaml" for name in ("supcon_out", "supcon_out_tau05", "supcon_in", "dscl", "simcse")),
-        *(f"pipeline/{name}.yaml" for name in ("restaurants", "restaurants_quick", "restaurants_ablation", "laptops")),
+        *(f"pipeline/{name}.yaml" for name in ("restaurants", "restaurants_quick", "laptops")),
+        *(f"pipeline/restaurants_{name}.yaml" for name in ("ablation", "replicated")),
         *(f"sweeps/{name}.yaml" for name in ("pretrain_dscl_tau_alpha", "pipeline_dscl_tau_alpha")),
     }
     shipped = {str(path.relative_to(CONFIGS)) for path in CONFIGS.rglob("*.yaml")}
@@ -143,7 +144,9 @@ def test_laptop_pretraining_is_the_restaurant_one_on_the_laptop_corpus() -> None
     assert [c.class_path for c in laptops.trainer.callbacks] == [c.class_path for c in restaurants.trainer.callbacks]
 
 
-@pytest.mark.parametrize("name", ["restaurants", "restaurants_quick", "restaurants_ablation", "laptops"])
+@pytest.mark.parametrize(
+    "name", ["restaurants", "restaurants_quick", "restaurants_ablation", "restaurants_replicated", "laptops"]
+)
 def test_pipeline_configs_parse_and_share_the_dev_split(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)  # the pipeline configs name their phase configs relative to the repository
     config = load_pipeline_config(CONFIGS / "pipeline" / f"{name}.yaml")
@@ -159,6 +162,13 @@ def test_pipeline_configs_parse_and_share_the_dev_split(name: str, monkeypatch: 
         assert main.model.lambda_scl == 2.0 and variant.model.lambda_scl == 0.0
         variant.model.lambda_scl = main.model.lambda_scl
         assert variant.model == main.model and variant.trainer == main.trainer and variant.data == main.data
+    if name == "restaurants_replicated":  # the ablation pipeline, each pre-training replicated on seeds 8 and 9
+        ablation = load_pipeline_config(CONFIGS / "pipeline" / "restaurants_ablation.yaml")
+        same = ("seeds", "pretrain", "finetune", "variants")
+        assert [getattr(config, f) for f in same] == [getattr(ablation, f) for f in same]
+        assert config.pretrain_seeds == [8, 9] and parse_pretrain(config.pretrain.cli_args()).seed_everything == 7
+        replicate = parse_pretrain([*config.pretrain.cli_args(), *config.pretrainings["no_scl.seed9"]])
+        assert (replicate.seed_everything, replicate.model.lambda_scl) == (9, 0.0)
 
 
 def test_dev_split_is_read_from_files_arguments_and_interpolations(tmp_path: Path) -> None:

@@ -143,6 +143,11 @@ def test_seeds_runner_resumes_and_summarizes(tiny_bert_dir: Path, tmp_path: Path
     stamp = (tmp_path / "s/seed3/result.json").stat().st_mtime_ns
     assert cli.main(argv) == 0
     assert (tmp_path / "s/seed3/result.json").stat().st_mtime_ns == stamp
+    # each result records its settings; a rerun with others is refused, and the results stay as they were
+    assert [(r["configs"], r["extra_args"]) for r in results] == [([str(CONFIG)], extra)] * 2
+    assert not list((tmp_path / "s").glob("seed*/settings.json"))  # kept only while a seed runs
+    assert cli.main([*argv, "--model.learning_rate", "0.5"]) == 2
+    assert (tmp_path / "s/seed3/result.json").stat().st_mtime_ns == stamp
 
 
 def test_summarize_uses_sample_std() -> None:

@@ -16,9 +16,18 @@ from transformers import AutoModel, AutoTokenizer
 from helpers import needs_data
 from scpt import cli
 from scpt.encoders import EncoderLoadError, encoder_from_checkpoint, load_encoder, load_tokenizer
+from scpt.errors import UserError
 from scpt.export import export_encoder
 from scpt.finetune.module import AspectSentimentModule
-from scpt.pipeline import PipelineConfigError, compare, load_pipeline_config, results_markdown, run_pipeline
+from scpt.pipeline import (
+    STAGE_FILE,
+    PipelineConfigError,
+    _check_or_record,
+    compare,
+    load_pipeline_config,
+    results_markdown,
+    run_pipeline,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAIN_CONFIG = ROOT / "configs" / "pretrain" / "restaurants.yaml"
@@ -174,6 +183,20 @@ def test_export_round_trip(pretrained_checkpoint: Path, tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".exported.*"))  # no staging directory left behind
 
 
+@needs_data
+def test_a_failed_export_leaves_no_directories(
+    pretrained_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreadable(path: Path) -> str:
+        raise PermissionError(f"{path}: permission denied")
+
+    monkeypatch.setattr("scpt.export.file_sha256", unreadable)  # fails after the staging directory was made
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(PermissionError, match="permission denied"):
+        export_encoder(pretrained_checkpoint, tmp_path / "kept" / "new" / "deeper" / "encoder")
+    assert [p.name for p in tmp_path.rglob("*")] == ["kept"]  # the parents it made are gone, not the one it found
+
+
 def _pipeline_yaml(tmp_path: Path, tiny_bert_dir: Path, **overrides: object) -> Path:
     config = {
         "output_dir": str(tmp_path / "out"),
@@ -282,6 +305,37 @@ def test_pipeline_end_to_end_resumes_and_pairs_seeds(
         run_pipeline(load_pipeline_config(changed_variant))
 
 
+@needs_data
+def test_pipeline_replicates_the_pretraining_with_pretrain_seeds(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    path = _pipeline_yaml(tmp_path, tiny_bert_dir, seeds=[1], pretrain_seeds=[8])
+    assert cli.main(["pipeline", "--config", str(path)]) == 0
+    out = tmp_path / "out"
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["runs"]) == ["pretrained", "direct", "pretrained.seed8"] and results["pretrain_seeds"] == [8]
+    assert results["variants"]["pretrained.seed8"]["args"] == ["--seed_everything", "8"]
+    main, replicate = (
+        yaml.safe_load(next(d.glob("**/config.yaml")).read_text())
+        for d in (out / "pretrain", out / "variants/pretrained.seed8/pretrain")
+    )
+    assert (main["seed_everything"], replicate["seed_everything"]) == (7, 8)
+    assert {k: v for k, v in main.items() if k not in ("seed_everything", "trainer")} == {
+        k: v for k, v in replicate.items() if k not in ("seed_everything", "trainer")
+    }  # the same pre-training but for its seed (and the trainer's output directories)
+    tuned = yaml.safe_load(next((out / "finetune/pretrained.seed8/seed1").glob("**/config.yaml")).read_text())
+    assert tuned["model"]["encoder"] == str(out / "variants/pretrained.seed8/encoder")
+    first, second = (
+        AutoModel.from_pretrained(d).state_dict() for d in (out / "encoder", out / "variants/pretrained.seed8/encoder")
+    )
+    assert any(not torch.equal(first[key], second[key]) for key in first)
+    over = results["over_pretraining"]
+    for metric in results["metrics"]:
+        runs = [results["runs"][arm]["runs"][0]["test"][metric] for arm in ("pretrained", "pretrained.seed8")]
+        direct = results["runs"]["direct"]["runs"][0]["test"][metric]
+        assert over["arms"]["pretrained"][metric]["runs"] == pytest.approx(runs)
+        assert over["differences"]["pretrained - direct"][metric]["runs"] == pytest.approx([r - direct for r in runs])
+    assert "Over pre-training runs: each pre-trained arm was pre-trained 2 times" in (out / "results.md").read_text()
+
+
 def test_pipeline_config_errors_name_the_field(tmp_path: Path, tiny_bert_dir: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
@@ -292,7 +346,7 @@ def test_pipeline_config_errors_name_the_field(tmp_path: Path, tiny_bert_dir: Pa
     with pytest.raises(PipelineConfigError, match="unknown field.*finetun"):
         load_pipeline_config(bad)
     bad.write_text(yaml.safe_dump({"output_dir": "x", "seeds": [1, 1], "pretrain": {}, "finetune": {}}))
-    with pytest.raises(PipelineConfigError, match="repeats a seed"):
+    with pytest.raises(PipelineConfigError, match="bad.yaml: 'seeds': seed 1 is repeated"):
         load_pipeline_config(bad)
     missing = _pipeline_yaml(tmp_path, tiny_bert_dir, finetune={"configs": ["nope.yaml"]})
     with pytest.raises(PipelineConfigError, match="finetune.configs' names nope.yaml"):
@@ -302,6 +356,60 @@ def test_pipeline_config_errors_name_the_field(tmp_path: Path, tiny_bert_dir: Pa
     )
     with pytest.raises(PipelineConfigError, match="different dev splits"):
         run_pipeline(load_pipeline_config(split))
+
+
+def test_pipeline_file_errors_are_one_line(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfeoutput_dir: x\n")
+    with pytest.raises(
+        PipelineConfigError, match=r"binary.yaml: not a UTF-8 text file \(invalid start byte at byte 0\)"
+    ):
+        load_pipeline_config(binary)
+    with pytest.raises(PipelineConfigError, match=r"'output_dir' must be a directory path, got \[1, 2\]"):
+        load_pipeline_config(_pipeline_yaml(tmp_path, tiny_bert_dir, output_dir=[1, 2]))
+    with pytest.raises(PipelineConfigError, match=r"pipeline.yaml: .seeds.: seed -1 is out of range \[0, 2"):
+        load_pipeline_config(_pipeline_yaml(tmp_path, tiny_bert_dir, seeds=[1, -1]))
+
+
+def test_every_pretraining_is_checked_before_anything_runs(
+    tmp_path: Path, tiny_bert_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for variants, message in (
+        ({"typo": ["--model.lambda_sc", "0"]}, r"pipeline.yaml: variant 'typo': .*lambda_sc"),
+        ({"split": ["--data.split_seed", "14"]}, r"pipeline.yaml: variant 'split' and fine-tuning use different dev"),
+    ):
+        with pytest.raises(PipelineConfigError, match=message):
+            run_pipeline(load_pipeline_config(_pipeline_yaml(tmp_path, tiny_bert_dir, variants=variants)))
+        assert not (tmp_path / "out").exists()  # refused before the main pre-training, which comes first
+    assert cli.main(["pipeline", "--config", str(_pipeline_yaml(tmp_path, tiny_bert_dir)), "--seeds", "1", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "scpt pipeline: error: --seeds: seed 1 is repeated (each seed runs once)"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_stage_that_failed_before_its_first_checkpoint_reruns_with_new_arguments(
+    tmp_path: Path, tiny_bert_dir: Path
+) -> None:
+    bad = _pipeline_yaml(
+        tmp_path, tiny_bert_dir, pretrain={"configs": [str(PRETRAIN_CONFIG)], "args": ["--model.lambda_scl", "-1"]}
+    )
+    with pytest.raises(ValueError, match="lambda_scl must be >= 0, got -1"):
+        run_pipeline(load_pipeline_config(bad))
+    stage = tmp_path / "out" / "pretrain"
+    assert json.loads((stage / STAGE_FILE).read_text())["done"] is False and not list(stage.rglob("*.ckpt"))
+    fixed = {"configs": [str(PRETRAIN_CONFIG)], "args": ["--model.lambda_scl", "0.5"]}
+    assert _check_or_record(stage, "pretrain", fixed) is None  # nothing to resume: it starts afresh
+    # a checkpoint from the first plan is kept and the new plan refused; a finished stage likewise
+    (stage / "version_0" / "checkpoints").mkdir(parents=True)
+    (stage / "version_0" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(RuntimeError, match=r"stage 'pretrain' .* began \(its checkpoint .*last.ckpt\) with different"):
+        _check_or_record(stage, "pretrain", fixed)
+    (stage / STAGE_FILE).write_text(json.dumps({"plan": fixed, "done": True, "seconds": 1.0, "checkpoint": "c"}))
+    assert _check_or_record(stage, "pretrain", fixed)["checkpoint"] == "c"
+    with pytest.raises(RuntimeError, match="stage 'pretrain' .* ran with different arguments"):
+        _check_or_record(stage, "pretrain", {"configs": fixed["configs"], "args": []})
+    (stage / STAGE_FILE).write_text('{"plan": {"configs"')  # truncated by a full disk
+    with pytest.raises(UserError, match=r"pretrain/stage.json: not a record scpt wrote \(.*remove it to redo its run"):
+        _check_or_record(stage, "pretrain", fixed)
 
 
 def _arm(scores: list[tuple[float, float]]) -> dict:
@@ -332,6 +440,72 @@ def test_variants_are_compared_paired_by_seed_with_both_main_arms() -> None:
     assert "| no_scl | 3 | 83.50 | 75.00 | 0.00 | 1.0 |" in markdown
     with pytest.raises(ValueError):  # arms run on different seed lists are never paired silently
         compare({**arms, "no_scl": _arm([(83.0, 74.0)])}, [1, 2, 3])
+
+
+def test_pretraining_replicates_are_compared_with_the_run_as_the_unit() -> None:
+    arms = {
+        "pretrained": _arm([(84.0, 76.0), (83.0, 75.0)]),
+        "direct": _arm([(82.0, 72.0), (83.0, 71.0)]),
+        "no_scl": _arm([(83.0, 74.0), (83.0, 75.0)]),
+        "pretrained.seed8": _arm([(86.0, 78.0), (85.0, 77.0)]),
+        "no_scl.seed8": _arm([(84.0, 74.0), (82.0, 73.0)]),
+    }
+    replicates = {"pretrained": ["pretrained", "pretrained.seed8"], "no_scl": ["no_scl", "no_scl.seed8"]}
+    comparison = compare(arms, [1, 2], replicates)
+    # seed-level pairs only between the first runs; replicates are not paired with their own arm
+    assert list(comparison["differences"]) == ["pretrained - direct", "pretrained - no_scl", "no_scl - direct"]
+    over = comparison["over_pretraining"]
+    assert over["runs"] == 2 and list(over["arms"]) == ["pretrained", "no_scl"]
+    # by hand: pretrained's run means of accuracy 83.5 and 85.5 -> 84.5 ± sqrt(2), t(0.975, 1) = 12.706205
+    accuracy = over["arms"]["pretrained"]["acc"]
+    assert accuracy["runs"] == [83.5, 85.5] and accuracy["mean"] == pytest.approx(84.5)
+    assert accuracy["std"] == pytest.approx(math.sqrt(2)) and accuracy["n"] == 2
+    assert accuracy["ci95"] == pytest.approx([84.5 - 12.706205, 84.5 + 12.706205], abs=1e-6)
+    # pretrained − no_scl, accuracy: run 0 83.5 − 83.0, run 1 85.5 − 83.0
+    assert over["differences"]["pretrained - no_scl"]["acc"]["runs"] == pytest.approx([0.5, 2.5])
+    # no_scl − direct, macro-F1: 74.5 − 71.5 and 73.5 − 71.5 (direct, unreplicated, pairs with every run)
+    f1 = over["differences"]["no_scl - direct"]["macro_f1"]
+    assert f1["runs"] == pytest.approx([3.0, 2.0]) and f1["std"] == pytest.approx(math.sqrt(0.5))
+    assert f1["ci95"] == pytest.approx([2.5 - 12.706205 / 2, 2.5 + 12.706205 / 2], abs=1e-6)
+    markdown = results_markdown(comparison, arms, {"pre-training": 60.0})
+    assert "each pre-trained arm was pre-trained 2 times" in markdown
+    assert "| pre-trained, then fine-tuned | 84.50 ± 1.41 [71.79, 97.21] | 76.50 ± 1.41 [63.79, 89.21] |" in markdown
+    assert "| no_scl − direct (paired) | +0.50 ± 0.00 [+0.50, +0.50] | +2.50 ± 0.71 [-3.85, +8.85] |" in markdown
+    assert "| variant pretrained.seed8, then fine-tuned | 85.50 ± 0.71 | 77.50 ± 0.71 |" in markdown
+    assert "Over pre-training runs" not in results_markdown(compare(arms, [1, 2]), arms, {})
+
+
+def test_pretrain_seeds_replicate_every_pretraining(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    variants = {"no_scl": ["--model.lambda_scl", "0"]}
+    config = load_pipeline_config(_pipeline_yaml(tmp_path, tiny_bert_dir, variants=variants, pretrain_seeds=[8, 9]))
+    assert config.replicates == {
+        "pretrained": ["pretrained", "pretrained.seed8", "pretrained.seed9"],
+        "no_scl": ["no_scl", "no_scl.seed8", "no_scl.seed9"],
+    }
+    assert config.pretrainings == {
+        "no_scl": ["--model.lambda_scl", "0"],
+        "pretrained.seed8": ["--seed_everything", "8"],
+        "pretrained.seed9": ["--seed_everything", "9"],
+        "no_scl.seed8": ["--model.lambda_scl", "0", "--seed_everything", "8"],
+        "no_scl.seed9": ["--model.lambda_scl", "0", "--seed_everything", "9"],
+    }
+    assert config.pretraining_args("no_scl.seed9")[-4:] == ["--model.lambda_scl", "0", "--seed_everything", "9"]
+    assert load_pipeline_config(_pipeline_yaml(tmp_path, tiny_bert_dir)).replicates == {}
+    for overrides, message in (
+        ({"pretrain_seeds": [8, "9"]}, r"'pretrain_seeds' must be a list of integers, got \[8, '9'\]"),
+        ({"pretrain_seeds": [8, 8]}, "'pretrain_seeds'.*8"),
+        ({"pretrain_seeds": [8], "variants": {"pretrained.seed8": []}}, "variant name 'pretrained.seed8' is the name"),
+    ):
+        with pytest.raises(PipelineConfigError, match=message):
+            load_pipeline_config(_pipeline_yaml(tmp_path, tiny_bert_dir, **overrides))
+    # a replicate of the configs' own seed would be the same run
+    own_seed = ["--seed_everything", "8"]
+    same = _pipeline_yaml(
+        tmp_path, tiny_bert_dir, pretrain={"configs": [str(PRETRAIN_CONFIG)], "args": own_seed}, pretrain_seeds=[8]
+    )
+    with pytest.raises(PipelineConfigError, match=r"'pretrain_seeds' \[8\] repeats the seed of pre-training"):
+        run_pipeline(load_pipeline_config(same))
+    assert not (tmp_path / "out").exists()
 
 
 def test_variant_errors_name_the_variant(tmp_path: Path, tiny_bert_dir: Path) -> None:

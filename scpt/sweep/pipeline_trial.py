@@ -15,12 +15,14 @@ the dev metrics for the sweep (:func:`scpt.training.trial.write_trial_result`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import os
 import sys
 from pathlib import Path
 
-from scpt.pipeline import PhaseSpec, PipelineConfig, load_pipeline_config, run_pipeline
+from scpt.finetune.seeds import check_seeds
+from scpt.pipeline import PhaseSpec, load_pipeline_config, run_pipeline
 
 DIR_OPTION = "--trainer.default_root_dir"
 DROPPED_OPTIONS = ("--trainer.logger.init_args.save_dir",)
@@ -77,12 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     args, options = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     config = load_pipeline_config(args.config)
     pretrain, finetune, directory = split_options(options)
-    config = PipelineConfig(
-        trial_output_dir(config.output_dir, directory, options),
-        args.seeds or config.seeds,
-        PhaseSpec(config.pretrain.configs, [*config.pretrain.args, *pretrain]),
-        PhaseSpec(config.finetune.configs, [*config.finetune.args, *finetune]),
-        config.variants,
+    if args.seeds is not None:
+        check_seeds(args.seeds, "--seeds")
+    config = dataclasses.replace(
+        config,
+        output_dir=trial_output_dir(config.output_dir, directory, options),
+        seeds=args.seeds or config.seeds,
+        pretrain=PhaseSpec(config.pretrain.configs, [*config.pretrain.args, *pretrain]),
+        finetune=PhaseSpec(config.finetune.configs, [*config.finetune.args, *finetune]),
     )
     run_pipeline(config)
     return 0

@@ -1,13 +1,17 @@
 """Writing result and record files so that a crash never leaves a half-written one; durations for run logs;
-the W&B group of the runs a runner starts."""
+the W&B group of the runs a runner starts; which arguments of a recorded run only change what is printed."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from scpt.errors import UserError
 
 #: The environment variable W&B reads a new run's group from (also offline).
 RUN_GROUP_ENV = "WANDB_RUN_GROUP"
@@ -61,4 +65,50 @@ def run_group(group: str) -> Iterator[str]:
             os.environ[RUN_GROUP_ENV] = previous
 
 
-__all__ = ["RUN_GROUP_ENV", "format_duration", "run_group", "write_atomically"]
+def read_record(path: Path) -> dict[str, Any]:
+    """A JSON object that scpt wrote (a stage's ``stage.json``, a seed's ``result.json``, a ``summary.json``).
+
+    Raises:
+        UserError: naming the file when it is not a JSON object (e.g. truncated by a full disk).
+    """
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(
+            f"{path}: not a record scpt wrote ({error}); move it away or remove it to redo its run"
+        ) from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path}: not a record scpt wrote (expected a JSON object); move it away or remove it")
+    return record
+
+
+#: Lightning CLI options that change only what is printed: a rerun that differs from a recorded run only in these
+#: is the same run (``scpt pipeline`` stages, ``scpt finetune seeds`` seeds).
+DISPLAY_ARGS = ("--trainer.enable_progress_bar",)
+
+
+def without_display_args(args: Sequence[str]) -> list[str]:
+    """``args`` less the options of :data:`DISPLAY_ARGS` and their values (``--opt value``, ``--opt=value``; a
+    following ``--option`` is not taken for a value):
+    ``["--a", "1", "--trainer.enable_progress_bar", "false"]`` -> ``["--a", "1"]``."""
+    kept: list[str] = []
+    value_may_follow = False
+    for arg in args:
+        if value_may_follow and not arg.startswith("--"):
+            value_may_follow = False
+            continue
+        value_may_follow = arg in DISPLAY_ARGS
+        if not value_may_follow and not arg.startswith(tuple(f"{option}=" for option in DISPLAY_ARGS)):
+            kept.append(arg)
+    return kept
+
+
+__all__ = [
+    "DISPLAY_ARGS",
+    "RUN_GROUP_ENV",
+    "format_duration",
+    "read_record",
+    "run_group",
+    "without_display_args",
+    "write_atomically",
+]
