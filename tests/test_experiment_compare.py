@@ -4,7 +4,6 @@ pre-training run as the unit, on hand-computed values, and the Student t quantil
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -26,16 +25,6 @@ def write_summary(directory: Path, scores: dict[int, float]) -> str:
 def rows(lines: list[str], name: str) -> list[str]:
     """The markdown rows of arm or pair ``name``, in order (one per table)."""
     return [line for line in lines if line.startswith(f"| {name} |")]
-
-
-def test_t_interval_uses_the_student_quantiles() -> None:
-    # t(0.975, 2) = 4.302653 and t(0.975, 1) = 12.706205 (standard tables)
-    mean, spread, half_width = compare.t_interval([1.0, 2.0, 3.0])
-    assert (mean, spread) == (2.0, 1.0)
-    assert half_width == pytest.approx(4.302653 / math.sqrt(3), abs=1e-6)
-    assert compare.t_interval([2.0, 4.0])[2] == pytest.approx(12.706205, abs=1e-6)
-    with pytest.raises(ValueError, match="at least 2"):
-        compare.t_interval([1.0])
 
 
 def test_pooled_report_known_values(tmp_path: Path) -> None:

@@ -16,20 +16,20 @@ own row counts a directory listed twice once (the direct arm's std is over its 3
 Pooled runs are nested: the fine-tuning seeds of one position share its pre-trained encoder, so they are
 not independent replicates of pre-training. A second table then takes the pre-training run as the unit:
 each position's mean over its fine-tuning seeds, and over the P positions their mean ± sample std with the
-two-sided 95% Student t interval on P − 1 degrees of freedom, mean ± t(0.975, P − 1) · std / sqrt(P).
+two-sided 95% Student t interval on P − 1 degrees of freedom, mean ± t(0.975, P − 1) · std / sqrt(P)
+(:func:`scpt.training.stats.t_interval`, the interval ``scpt pipeline`` reports with ``pretrain_seeds``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import sys
 from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
 
-from scipy.stats import t as student_t
+from scpt.training.stats import t_interval
 
 METRICS = (("acc", "accuracy"), ("macro_f1", "macro-F1"), ("ise_acc", "ISE accuracy"), ("ese_acc", "ESE accuracy"))
 
@@ -59,23 +59,14 @@ def position_means(values: dict[Key, float]) -> list[float]:
     return [statistics.fmean(v for (p, _), v in values.items() if p == position) for position in positions]
 
 
-def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, sample std, half-width of the two-sided Student t interval) over independent ``values``."""
-    if len(values) < 2:
-        raise ValueError(f"a t interval needs at least 2 values, got {len(values)}")
-    spread = statistics.stdev(values)
-    quantile = float(student_t.ppf(0.5 + confidence / 2, df=len(values) - 1))
-    return statistics.fmean(values), spread, quantile * spread / math.sqrt(len(values))
-
-
 def run_level_cell(values: dict[Key, float], signed: bool) -> str:
-    """``mean ± std [low, high]`` over pre-training runs (see the module docstring); the mean alone for one directory."""
+    """``mean ± std [low, high]`` over pre-training runs (module docstring); the mean alone for one directory."""
     means = position_means(values)
     if len(means) == 1:
         return f"{means[0]:{'+' if signed else ''}.2f} (one directory)"
-    mean, spread, half_width = t_interval(means)
+    low, high = t_interval(means)
     sign = "+" if signed else ""
-    return f"{mean:{sign}.2f} ± {spread:.2f} [{mean - half_width:{sign}.2f}, {mean + half_width:{sign}.2f}]"
+    return f"{statistics.fmean(means):{sign}.2f} ± {statistics.stdev(means):.2f} [{low:{sign}.2f}, {high:{sign}.2f}]"
 
 
 def table(
