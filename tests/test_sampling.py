@@ -157,7 +157,6 @@ def test_class_group_sampler_errors(kwargs: dict, message: str) -> None:
         ClassGroupBatchSampler(**kwargs)
 
 
-
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -168,6 +167,7 @@ def test_class_group_sampler_errors(kwargs: dict, message: str) -> None:
 def test_length_bucket_sampler_errors_name_the_setting(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         LengthBucketBatchSampler([3, 5, 7], shuffle=False, **kwargs)
+
 
 # ---------------------------------------------------------------------------------------------------
 # Across processes: rank r of W takes an equal part of every global batch of W·B (docs/design.md §3)
