@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 
 from scpt.errors import UserError
+from scpt.training.files import corrupt_entry
 
 DESCRIPTION = (
     "Write the encoder of a checkpoint from 'scpt pretrain fit' (or 'scpt finetune fit') as a Hugging Face "
@@ -68,6 +69,9 @@ def export_encoder(checkpoint: str | Path, directory: str | Path) -> Path:
             f"{checkpoint} is not a checkpoint (not a file written by torch.save); "
             "give a .ckpt written by 'scpt pretrain fit' or 'scpt finetune fit'"
         )
+    damaged = corrupt_entry(checkpoint)
+    if damaged is not None:
+        raise UserError(f"{checkpoint} is corrupt: its entry {damaged} fails its CRC check (copy it again)")
     model = encoder_from_checkpoint(checkpoint)
     tokenizer = load_tokenizer(str(checkpoint))
     stored = read_checkpoint(checkpoint)

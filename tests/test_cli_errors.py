@@ -60,6 +60,20 @@ def _existing_run(tmp: Path) -> None:
     (tmp / "runs" / "restaurants" / "version_0" / "notes.txt").write_text("a user's earlier run")
 
 
+def _damaged_checkpoints(tmp: Path) -> None:
+    """``corrupt.ckpt``: a checkpoint with one byte of its tensor flipped (its zip CRC no longer matches, which
+    torch never checks); ``unpicklable.ckpt``: a well-formed zip whose ``data.pkl`` is not a pickle."""
+    import zipfile
+
+    torch.save({"state_dict": {"w": torch.arange(1000.0)}}, tmp / "good.ckpt")
+    data = bytearray((tmp / "good.ckpt").read_bytes())
+    data[data.find(torch.arange(1000.0).numpy().tobytes()[400:408])] ^= 0xFF
+    (tmp / "corrupt.ckpt").write_bytes(bytes(data))
+    with zipfile.ZipFile(tmp / "good.ckpt") as good, zipfile.ZipFile(tmp / "unpicklable.ckpt", "w") as bad:
+        for name in good.namelist():
+            bad.writestr(name, b"\xff\xfe not a pickle" if name.endswith("data.pkl") else good.read(name))
+
+
 RUN = ("--trainer.default_root_dir", "{tmp}/runs", "--trainer.logger.init_args.save_dir", "{tmp}/runs")
 
 CASES = [
@@ -139,6 +153,26 @@ CASES = [
         "scpt export: error: {tmp}/notes.txt is not a checkpoint (not a file written by torch.save); "
         "give a .ckpt written by 'scpt pretrain fit' or 'scpt finetune fit'",
         _write("notes.txt", b"hello\n"),
+    ),
+    Case(
+        "export of a checkpoint damaged on disk: named, not exported",
+        ("export", "{tmp}/corrupt.ckpt", "{tmp}/encoder"),
+        "scpt export: error: {tmp}/corrupt.ckpt is corrupt: its entry good/data/0 fails its CRC check (copy it again)",
+        _damaged_checkpoints,
+    ),
+    Case(
+        "--ckpt_path damaged on disk",
+        ("finetune", "test", "--config", FINETUNE, "--ckpt_path", "{tmp}/corrupt.ckpt", *RUN),
+        "scpt finetune test: error: --ckpt_path {tmp}/corrupt.ckpt is corrupt: its entry good/data/0 fails its CRC "
+        "check",
+        _damaged_checkpoints,
+    ),
+    Case(
+        "--ckpt_path whose pickle cannot be read: one line, not torch's traceback",
+        ("finetune", "test", "--config", FINETUNE, "--ckpt_path", "{tmp}/unpicklable.ckpt", *RUN),
+        "scpt finetune test: error: --ckpt_path {tmp}/unpicklable.ckpt: cannot be read as a checkpoint with "
+        "weights_only=True (UnpicklingError); give a .ckpt written by scpt",
+        _damaged_checkpoints,
     ),
     Case(
         "export of a missing checkpoint",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import pickle
 import re
 import shutil
 import warnings
@@ -26,6 +27,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
 from scpt.errors import UserError
+from scpt.training.files import corrupt_entry
 from scpt.training.resume import continue_in_run_folder, run_folder
 
 
@@ -70,10 +72,18 @@ class EncoderCLI(LightningCLI):
                 raise UserError(f"--ckpt_path {path} does not exist")
             if not zipfile.is_zipfile(path):
                 raise UserError(f"--ckpt_path {path} is not a checkpoint (not a file written by torch.save)")
+            damaged = corrupt_entry(path)
+            if damaged is not None:
+                raise UserError(f"--ckpt_path {path} is corrupt: its entry {damaged} fails its CRC check")
         try:
             super()._parse_ckpt_path()
         except ArgumentError as error:
             raise UserError(f"--ckpt_path {ckpt_path}: its hyperparameters do not fit this command: {error}") from error
+        except (pickle.UnpicklingError, UnicodeDecodeError, EOFError, RuntimeError) as error:  # inside torch.load
+            raise UserError(  # torch's own text would suggest weights_only=False: scpt never loads that way
+                f"--ckpt_path {ckpt_path}: cannot be read as a checkpoint with weights_only=True "
+                f"({type(error).__name__}); give a .ckpt written by scpt"
+            ) from None
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer = super().instantiate_trainer(**kwargs)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,6 +83,14 @@ def read_record(path: Path) -> dict[str, Any]:
     return record
 
 
+def corrupt_entry(archive: Path) -> str | None:
+    """The first entry of a zip archive (what ``torch.save`` writes) whose CRC-32 does not match its data, or
+    ``None`` when every entry checks out. torch itself does not verify them, so a checkpoint damaged on disk
+    or in transfer would load, and export, wrong weights without a word. Reads the whole file."""
+    with zipfile.ZipFile(archive) as opened:
+        return opened.testzip()
+
+
 #: Lightning CLI options that change only what is printed: a rerun that differs from a recorded run only in these
 #: is the same run (``scpt pipeline`` stages, ``scpt finetune seeds`` seeds).
 DISPLAY_ARGS = ("--trainer.enable_progress_bar",)
@@ -106,6 +115,7 @@ def without_display_args(args: Sequence[str]) -> list[str]:
 __all__ = [
     "DISPLAY_ARGS",
     "RUN_GROUP_ENV",
+    "corrupt_entry",
     "format_duration",
     "read_record",
     "run_group",
