@@ -96,6 +96,32 @@ CASES = [
         _write("mine.yaml", b"# my settings\ndata:\n  batch_sise: 3\n"),
     ),
     Case(
+        "a config file that is not valid YAML: file, line, column",
+        ("finetune", "fit", "--config", FINETUNE, "--config", "{tmp}/mine.yaml"),
+        "scpt finetune fit: error: {tmp}/mine.yaml, line 3, column 1: not valid YAML: expected ',' or ']', but got "
+        "'<stream end>'",
+        _write("mine.yaml", b"data:\n  dataset: [restaurants\n"),
+    ),
+    Case(
+        "an empty config file",
+        ("finetune", "fit", "--config", FINETUNE, "--config", "{tmp}/mine.yaml"),
+        "scpt finetune fit: error: {tmp}/mine.yaml: expected a mapping of config keys, got nothing (an empty file)",
+        _write("mine.yaml", b""),
+    ),
+    Case(
+        "a config file that is a list",
+        ("finetune", "fit", "--config", FINETUNE, "--config", "{tmp}/mine.yaml"),
+        "scpt finetune fit: error: {tmp}/mine.yaml: expected a mapping of config keys, got a list",
+        _write("mine.yaml", b"- a\n- b\n"),
+    ),
+    Case(
+        "a loss file that exists but is not valid YAML: not 'neither a file nor a class path'",
+        ("pretrain", "fit", "--config", PRETRAIN, "--model.loss", "{tmp}/loss.yaml"),
+        "scpt pretrain fit: error: model.loss: {tmp}/loss.yaml, line 2, column 1: not valid YAML: expected ',' or "
+        "']', but got '<stream end>'",
+        _write("loss.yaml", b"temperature: [0.1\n"),
+    ),
+    Case(
         "bad value type",
         ("finetune", "fit", "--config", FINETUNE, "--data.batch_size", "abc"),
         "scpt finetune fit: error: data.batch_size: expected int, got 'abc'",

@@ -238,6 +238,43 @@ def where_in_configs(key: str, args: list[str]) -> str:
     return ""
 
 
+def yaml_problem(path: Path) -> str | None:
+    """Why ``path`` is not a YAML mapping of config keys (``FILE, line N, column M: problem``), or ``None``."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        return f"{path}: not UTF-8 text ({error.reason} at byte {error.start})"
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        return f"{path}{where}: not valid YAML: {error.problem or error.context}"
+    except yaml.YAMLError as error:
+        return f"{path}: not valid YAML: {error}"
+    if not isinstance(loaded, dict):
+        got = "nothing (an empty file)" if loaded is None else f"a {type(loaded).__name__}"
+        return f"{path}: expected a mapping of config keys, got {got}"
+    return None
+
+
+def _config_problem(args: list[str]) -> str | None:
+    """The first ``--config`` file (or one it includes with ``config:``) that is not a YAML mapping."""
+    pending, seen = _config_files(args), set()
+    while pending:
+        path = pending.pop(0)
+        if path.resolve() in seen or not path.is_file():
+            continue
+        seen.add(path.resolve())
+        problem = yaml_problem(path)
+        if problem is not None:
+            return problem
+        included = re.search(r"^\s*config\s*:\s*(\S+)", path.read_text(encoding="utf-8"), re.MULTILINE)
+        if included:
+            pending.append(path.parent / included.group(1))
+    return None
+
+
 def _class_parameters(class_path: str) -> list[str]:
     module_name, _, name = class_path.rpartition(".")
     try:
@@ -277,7 +314,14 @@ def explain_argument_error(message: str, known_keys: list[str], args: list[str])
     missing_path = re.search(r"Expected a path but (.+?) either not accessible or invalid", message)
     if missing_path:
         value = missing_path.group(1)
+        problem = yaml_problem(Path(value)) if Path(value).is_file() else None
+        if problem is not None:  # the file exists: say what is wrong with it
+            return f"{prefix}{problem}"
         return f"{prefix}'{value}' is neither a config file that exists nor an importable class path"
+    if "Problems parsing config" in message or "Unexpected config" in message:
+        problem = _config_problem(args)
+        if problem is not None:
+            return problem
     rest = message[key_match.end() :] if key_match else message
     lines = [line.strip() for line in rest.splitlines() if line.strip()]
     if "Errors:" in lines:  # a union: keep the subtypes' own errors, less "Expected a <class 'NoneType'>"
