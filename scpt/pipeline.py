@@ -63,11 +63,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from scpt.errors import UserError
 from scpt.finetune.seeds import TABLE_METRICS, check_seeds
-from scpt.training.files import format_duration, read_record, run_group, without_display_args, write_atomically
+from scpt.training.files import (
+    format_duration,
+    read_record,
+    read_yaml,
+    run_group,
+    without_display_args,
+    write_atomically,
+)
 from scpt.training.stats import mean_std, t_interval
 from scpt.training.trial import write_trial_result
 
@@ -187,11 +192,9 @@ def load_pipeline_config(path: str | Path) -> PipelineConfig:
     """
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as error:
-        raise PipelineConfigError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
-    except yaml.YAMLError as error:
-        raise PipelineConfigError(f"{path}: not valid YAML: {error}") from None
+        raw = read_yaml(path)
+    except UserError as error:
+        raise PipelineConfigError(str(error)) from None
     if not isinstance(raw, dict):
         raise PipelineConfigError(f"{path}: expected a mapping with output_dir, seeds, pretrain, finetune")
     unknown = set(raw) - {"output_dir", "seeds", "pretrain", "finetune", "variants", "pretrain_seeds"}

@@ -361,9 +361,7 @@ def test_pipeline_config_errors_name_the_field(tmp_path: Path, tiny_bert_dir: Pa
 def test_pipeline_file_errors_are_one_line(tmp_path: Path, tiny_bert_dir: Path) -> None:
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\xff\xfeoutput_dir: x\n")
-    with pytest.raises(
-        PipelineConfigError, match=r"binary.yaml: not a UTF-8 text file \(invalid start byte at byte 0\)"
-    ):
+    with pytest.raises(PipelineConfigError, match=r"binary.yaml: not UTF-8 text \(invalid start byte at byte 0\)"):
         load_pipeline_config(binary)
     with pytest.raises(PipelineConfigError, match=r"'output_dir' must be a directory path, got \[1, 2\]"):
         load_pipeline_config(_pipeline_yaml(tmp_path, tiny_bert_dir, output_dir=[1, 2]))

@@ -149,7 +149,7 @@ parameters:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("[1, 2", "not a valid YAML file"),
+        ("[1, 2", "line 1, column 6: not valid YAML: expected ',' or ']', but got '<stream end>'"),
         (GOOD.replace("method: grid", "method: hyperband"), "method: must be one of grid, random, bayes"),
         (GOOD.replace("goal: maximize", "goal: up"), "metric.goal: must be maximize or minimize"),
         (GOOD + "early_stop: 3\n", "unknown key(s) ['early_stop']"),
@@ -174,7 +174,7 @@ def test_bad_files_name_file_and_key(tmp_path: Path, text: str, expected: str) -
     with pytest.raises(UserError) as caught:
         load_sweep(path)
     message = str(caught.value)
-    assert message.startswith(f"{path}: ") and expected in message and "\n" not in message
+    assert message.startswith((f"{path}: ", f"{path}, line ")) and expected in message and "\n" not in message
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 
 from scpt.errors import UserError
-from scpt.training.files import corrupt_entry
+from scpt.training.files import corrupt_entry, read_yaml
 from scpt.training.resume import continue_in_run_folder, run_folder
 
 
@@ -240,18 +240,10 @@ def where_in_configs(key: str, args: list[str]) -> str:
 
 def yaml_problem(path: Path) -> str | None:
     """Why ``path`` is not a YAML mapping of config keys (``FILE, line N, column M: problem``), or ``None``."""
-    import yaml
-
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as error:
-        return f"{path}: not UTF-8 text ({error.reason} at byte {error.start})"
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        return f"{path}{where}: not valid YAML: {error.problem or error.context}"
-    except yaml.YAMLError as error:
-        return f"{path}: not valid YAML: {error}"
+        loaded = read_yaml(path)
+    except UserError as error:
+        return str(error)
     if not isinstance(loaded, dict):
         got = "nothing (an empty file)" if loaded is None else f"a {type(loaded).__name__}"
         return f"{path}: expected a mapping of config keys, got {got}"

@@ -91,6 +91,27 @@ def corrupt_entry(archive: Path) -> str | None:
         return opened.testzip()
 
 
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path`` (``safe_load``).
+
+    Raises:
+        UserError: one line naming the file, and the line and column of a syntax error, or the byte that is
+            not UTF-8.
+    """
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UserError(f"{path}{where}: not valid YAML: {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+
+
 #: Lightning CLI options that change only what is printed: a rerun that differs from a recorded run only in these
 #: is the same run (``scpt pipeline`` stages, ``scpt finetune seeds`` seeds).
 DISPLAY_ARGS = ("--trainer.enable_progress_bar",)
@@ -118,6 +139,7 @@ __all__ = [
     "corrupt_entry",
     "format_duration",
     "read_record",
+    "read_yaml",
     "run_group",
     "without_display_args",
     "write_atomically",
