@@ -853,7 +853,15 @@ def draw_figure(name: str, root: Path = Path(".")) -> Path:
             "(run from the repository root, or pass --root)"
         )
     out = root / spec.output
-    spec.draw(*(root / relative for relative in spec.inputs), out, size=spec.size)
+    inputs = [root / relative for relative in spec.inputs]
+    try:
+        spec.draw(*inputs, out, size=spec.size)
+    except (KeyError, ValueError) as error:  # a record without a column, truncated JSON, bytes that are not UTF-8
+        problem = f"no field {error}" if isinstance(error, KeyError) else " ".join(str(error).split())
+        raise UserError(
+            f"{name}: its records ({', '.join(map(str, inputs))}) cannot be read: {problem}; "
+            "are they the records scpt wrote? (--traceback shows where)"
+        ) from error
     return out
 
 

@@ -207,6 +207,27 @@ def test_missing_records_is_one_line_naming_the_file(tmp_path: Path, capsys: pyt
     assert not (tmp_path / "experiments").exists()
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"n,d,vn,method\n8,128,16,scpt\n", "no field 'record'"),  # a CSV without the record column
+        (b"record,n\n\xff\xfe,1\n", "'utf-8' codec can't decode byte 0xff in position 9: invalid start byte"),
+    ],
+)
+def test_malformed_records_are_one_line_naming_the_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, problem: str
+) -> None:
+    records = write(tmp_path / "experiments/benchmarks/records/losses.csv", "")
+    records.write_bytes(content)
+    assert cli.main(["figures", "losses_time", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"scpt figures: error: losses_time: its records ({records}) cannot be read: {problem}; are they the records "
+        "scpt wrote? (--traceback shows where)"
+    ]
+    assert not (tmp_path / "experiments/benchmarks/losses_time.png").exists()
+
+
 def test_unknown_figure_and_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["figures", "no_such_figure"]) == 2
     assert "unknown figure no_such_figure" in capsys.readouterr().err
