@@ -107,6 +107,18 @@ def test_progress_log_prints_every_interval_with_mean_loss_rate_and_eta() -> Non
     )
 
 
+def test_the_final_line_names_the_epoch_of_the_last_batch() -> None:
+    clock, lines = FakeClock(), []
+    callback = ProgressLog(every_seconds=30, clock=clock, write=lines.append, stream=io.StringIO())
+    trainer = fake_trainer(estimated_stepping_batches=1, max_epochs=4)
+    callback.setup(trainer, None, "fit")
+    callback.on_train_start(trainer, None)
+    _run_steps(callback, trainer, clock, [(2.0, 1.0)])  # max_steps 1: one batch, in the first epoch
+    trainer.current_epoch = 1  # Lightning has counted the next epoch by the time training ends
+    callback.on_train_end(trainer, None)
+    assert lines == ["[progress] step 1/1 (100.0%) | epoch 1/4 | loss 1.0000 | 4.0 samples/s | elapsed 2s | ETA 0s"]
+
+
 def test_progress_log_by_steps_after_a_resume_and_with_several_processes() -> None:
     clock, lines = FakeClock(), []
     callback = ProgressLog(every_n_steps=2, every_seconds=0, mode="always", clock=clock, write=lines.append)

@@ -139,6 +139,7 @@ class ProgressLog(pl.Callback):
         self.last_step, self.last_time = step, now
         self.losses: list[float] = []
         self.samples = 0
+        self.batch_epoch: int | None = None  # the epoch of the last batch (train end may count the next one)
 
     def _is_terminal(self) -> bool:
         stream = self.stream if self.stream is not None else sys.stdout
@@ -167,6 +168,7 @@ class ProgressLog(pl.Callback):
             self.losses.append(loss)
         self.samples += _batch_size(batch) * max(1, trainer.world_size)
         now, step = self.clock(), trainer.global_step
+        self.batch_epoch = trainer.current_epoch
         due_by_steps = self.every_n_steps > 0 and step - self.last_step >= self.every_n_steps
         due_by_time = self.every_seconds > 0 and now - self.last_time >= self.every_seconds
         if (due_by_steps or due_by_time) and step > self.last_step:
@@ -184,7 +186,7 @@ class ProgressLog(pl.Callback):
         line = progress_line(
             step=step,
             total=total,
-            epoch=trainer.current_epoch,
+            epoch=trainer.current_epoch if self.batch_epoch is None else self.batch_epoch,
             max_epochs=trainer.max_epochs,
             loss=sum(self.losses) / len(self.losses) if self.losses else None,
             samples_per_second=self.samples / window if window > 0 and self.samples else None,
