@@ -17,7 +17,7 @@ import shutil
 import warnings
 import zipfile
 from argparse import ArgumentError
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -216,9 +216,9 @@ def _config_files(args: list[str]) -> list[Path]:
     return [path for path in files if path.is_file()]
 
 
-def where_in_configs(key: str, args: list[str]) -> str:
-    """``FILE, line N: `` where a ``--config`` file (or one it names with ``config:``) sets ``key``, or empty."""
-    leaf = re.escape(key.rpartition(".")[2])
+def _config_tree(args: list[str]) -> Iterator[tuple[Path, str | None]]:
+    """Each ``--config`` file, then those they include with ``config:`` (breadth first, each once), with its
+    text (``None`` when it cannot be read as UTF-8)."""
     pending, seen = _config_files(args), set()
     while pending:
         path = pending.pop(0)
@@ -226,15 +226,21 @@ def where_in_configs(key: str, args: list[str]) -> str:
             continue
         seen.add(path.resolve())
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            text: str | None = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
-            continue
-        for number, line in enumerate(lines, start=1):
+            text = None
+        yield path, text
+        if text is not None:
+            pending += [path.parent / name for name in re.findall(r"^\s*config\s*:\s*(\S+)", text, re.MULTILINE)]
+
+
+def where_in_configs(key: str, args: list[str]) -> str:
+    """``FILE, line N: `` where a ``--config`` file (or one it names with ``config:``) sets ``key``, or empty."""
+    leaf = re.escape(key.rpartition(".")[2])
+    for path, text in _config_tree(args):
+        for number, line in enumerate((text or "").splitlines(), start=1):
             if re.match(rf"\s*(?:[\w.]*\.)?{leaf}\s*:", line):
                 return f"{path}, line {number}: "
-            included = re.match(r"\s*config\s*:\s*(\S+)", line)
-            if included:
-                pending.append(path.parent / included.group(1))
     return ""
 
 
@@ -252,19 +258,7 @@ def yaml_problem(path: Path) -> str | None:
 
 def _config_problem(args: list[str]) -> str | None:
     """The first ``--config`` file (or one it includes with ``config:``) that is not a YAML mapping."""
-    pending, seen = _config_files(args), set()
-    while pending:
-        path = pending.pop(0)
-        if path.resolve() in seen or not path.is_file():
-            continue
-        seen.add(path.resolve())
-        problem = yaml_problem(path)
-        if problem is not None:
-            return problem
-        included = re.search(r"^\s*config\s*:\s*(\S+)", path.read_text(encoding="utf-8"), re.MULTILINE)
-        if included:
-            pending.append(path.parent / included.group(1))
-    return None
+    return next((problem for path, _ in _config_tree(args) if (problem := yaml_problem(path))), None)
 
 
 def _class_parameters(class_path: str) -> list[str]:
