@@ -306,9 +306,9 @@ def _run_seeds(args: argparse.Namespace, config_args: list[str], passthrough: li
         else:
             print(f"[seeds] seed {seed}: fine-tuning in {run_dir}")
             with no_debris(run_dir, seed):
-                # what a resumed attempt is checked against (a stale one, with nothing to resume, is replaced)
-                if not settings_file.exists() or not same_settings(read_record(settings_file), settings):
-                    write_atomically(settings_file, json.dumps(settings, indent=2) + "\n", overwrite=True)
+                # what a resumed attempt is checked against (check_recorded_settings has refused other settings
+                # that left a checkpoint; a stale record with nothing to resume is replaced)
+                write_atomically(settings_file, json.dumps(settings, indent=2) + "\n", overwrite=True)
                 result = {**run_seed(config_args, seed, run_dir), **settings}
                 write_atomically(result_file, json.dumps(result, indent=2) + "\n")
             settings_file.unlink(missing_ok=True)  # result.json records the settings now
